@@ -1,0 +1,133 @@
+"""Force builds from the web UI and the REST API, with properties validated up front.
+
+Every check runs inside the force call, before any build request exists: a refused
+force creates nothing.  Values typed by a user are only ever stored as properties and
+shown in summaries; none is pasted into a shell command.
+"""
+
+from __future__ import annotations
+
+from buildbot.schedulers.forcesched import (
+    BooleanParameter, CodebaseParameter, FixedParameter, ForceScheduler, StringParameter,
+    ValidationError,
+)
+from twisted.internet import defer
+
+from . import gitops, props
+from .tags import HEX_RE, is_valid_tag_name, tag_of
+
+
+class StrictBooleanParameter(BooleanParameter):
+    """A checkbox that refuses anything but a JSON boolean (Buildbot reads "yes" as false)."""
+
+    def getFromKwargs(self, kwargs):
+        values = kwargs.get(self.fullName)
+        if not values:
+            return bool(self.default)
+        if values in ([True], [False]):
+            return values[0]
+        raise ValidationError(f"{self.label}: must be true or false (a JSON boolean), got {values[0]!r}")
+
+
+def dry_run_param() -> BooleanParameter:
+    return StrictBooleanParameter(
+        props.DRY_RUN, label="Dry run", default=True,
+        tooltip="Print what would run (commands, env, timeouts, capabilities) and run no test. "
+                "Untick for a real run: a real gate may publish and needs the releasers role.")
+
+
+def gate_params() -> list:
+    return [
+        dry_run_param(),
+        StrictBooleanParameter(
+            props.SKIP_PLASMA, label="Skip plasma legs", default=False,
+            tooltip="Temporary measure only: leave out the legs that need KVM and QEMU. The gate "
+                    "then ends WARNINGS, never SUCCESS, and records the reason below."),
+        StringParameter(
+            props.SKIP_REASON, label="Reason for skipping plasma legs", default="", size=60, maxsize=500,
+            tooltip="Required with 'Skip plasma legs'; shown verbatim in the gate's summary and evidence."),
+        StrictBooleanParameter(
+            props.PLASMA_E2E, label="Run the QEMU e2e leg", default=False,
+            tooltip="Include plasmavmc-e2e (a VM started under KVM); otherwise it runs only for the "
+                    "tags the matrix names."),
+        StrictBooleanParameter(
+            props.RERUN_ALL, label="Re-run every leg", default=False,
+            tooltip="By default a gate reuses legs that already passed at the same revision."),
+    ]
+
+
+def codebase_param(repo_url: str, project: str, tag_required: bool = False) -> CodebaseParameter:
+    return CodebaseParameter(
+        "", label="What to build",
+        branch=StringParameter(
+            "branch", label="Tag", default="", size=30, maxsize=100, required=tag_required,
+            tooltip="A tag of the gated repository, e.g. v1.2.3 (it must exist there)."),
+        revision=StringParameter(
+            "revision", label="Revision", default="", size=45, maxsize=64,
+            tooltip="A full or abbreviated commit id (hex). With a tag, it must be the tag's commit."),
+        repository=FixedParameter("repository", default=repo_url),
+        project=FixedParameter("project", default=project),
+    )
+
+
+class MatrixForceScheduler(ForceScheduler):
+    """A ForceScheduler that checks the tag/revision against the repository and the
+    properties against each other (Buildbot validates only field by field)."""
+
+    def __init__(self, name, builderNames, repo_url, project, need_target=False,
+                 tag_required=False, properties=(), **kwargs):
+        self.repo_url = repo_url
+        self.need_target = need_target
+        super().__init__(
+            name=name, builderNames=builderNames,
+            codebases=[codebase_param(repo_url, project, tag_required)],
+            properties=list(properties), **kwargs)
+
+    @defer.inlineCallbacks
+    def gatherPropertiesAndChanges(self, collector, **kwargs):
+        properties, changeids, sourcestamps = yield super().gatherPropertiesAndChanges(collector, **kwargs)
+        if collector.errors:
+            return properties, changeids, sourcestamps
+        errors = yield self.cross_check(properties, sourcestamps.get("", {}))
+        collector.errors.update(errors)
+        return properties, changeids, sourcestamps
+
+    @defer.inlineCallbacks
+    def cross_check(self, properties, source: dict):
+        errors: dict[str, str] = {}
+        if properties.getProperty(props.SKIP_PLASMA) and not (properties.getProperty(props.SKIP_REASON) or "").strip():
+            errors[props.SKIP_REASON] = "Skipping plasma legs needs a reason: say why, and until when"
+        tag = (source.get("branch") or "").strip()
+        tag = tag_of(tag) or tag            # accept refs/tags/v1.2.3 as well as v1.2.3
+        revision = (source.get("revision") or "").strip().lower()
+        if revision and not HEX_RE.match(revision):
+            errors["_revision"] = f"Revision {revision!r} is not a commit id (7 to 64 hex digits)"
+        if not tag and not revision:
+            if self.need_target:
+                errors["_branch"] = "Give a tag (e.g. v1.2.3) or a revision to build"
+            source.pop("branch", None)
+            source.pop("revision", None)
+            return errors
+        if tag and not is_valid_tag_name(tag):
+            errors["_branch"] = f"Tag {tag!r} is not a valid tag name"
+        if errors or not tag:
+            if not errors:
+                source["branch"] = None
+                source["revision"] = revision
+                properties.setProperty(props.GATE_REVISION, revision, "Force Build Form")
+            return errors
+        try:
+            commit = yield gitops.resolve_tag(self.repo_url, tag)
+        except gitops.GitError as exc:
+            errors["_branch"] = f"Cannot check tag {tag!r}: {exc}"
+            return errors
+        if commit is None:
+            errors["_branch"] = f"Tag {tag!r} does not exist in {self.repo_url}: push it first, or check its name"
+        elif revision and not commit.startswith(revision):
+            errors["_revision"] = f"Tag {tag!r} points at {commit[:12]}, not at {revision}: give one of them"
+        else:
+            source["branch"] = f"refs/tags/{tag}"
+            source["revision"] = commit
+            properties.setProperty(props.RELEASE_TAG, tag, "Force Build Form")
+            properties.setProperty(props.GATE_REVISION, commit, "Force Build Form")
+        return errors

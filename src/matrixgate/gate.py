@@ -1,0 +1,331 @@
+"""The ``release-gate`` builder: resolve the tag, fan out to every leg, tally, publish.
+
+The gate runs on the master's own ``gate`` worker, so it never takes a worker a leg
+needs.  Its fan-out step triggers one Triggerable per leg at exactly the tag's commit,
+links each leg build as it starts, says which leg blocks as soon as one fails, and
+waits for all of them so the evidence is complete.
+"""
+
+from __future__ import annotations
+
+import json
+
+from buildbot.config import BuilderConfig
+from buildbot.data import resultspec
+from buildbot.process import buildstep
+from buildbot.process.factory import BuildFactory
+from buildbot.process.properties import Interpolate, Properties, Property
+from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS, Results
+from buildbot.reporters.utils import getURLForBuild
+from buildbot.steps.trigger import Trigger
+from twisted.internet import defer
+from twisted.python import log
+
+from . import gitops, props, tally
+from .model import Matrix
+from .routing import GATE_WORKER
+from .settings import Settings
+from .tags import tag_of
+from .waits import REASONS
+
+GATE_BUILDER = "release-gate"
+PUBLISH_SCHEDULER = "publish"
+
+
+def leg_scheduler_name(leg: str) -> str:
+    return f"leg-{leg}"
+
+
+class ResolveTag(buildstep.BuildStep):
+    """Which tag, which commit: annotated tags are peeled to the commit they name."""
+
+    name = "resolve tag"
+
+    def __init__(self, repo_url: str, **kwargs):
+        kwargs.setdefault("haltOnFailure", True)
+        super().__init__(**kwargs)
+        self.repo_url = repo_url
+        self.summary = ""
+
+    @defer.inlineCallbacks
+    def run(self):
+        source = self.build.getSourceStamp("")
+        tag = self.getProperty(props.RELEASE_TAG) or tag_of(source.branch if source else None,
+                                                             self.getProperty("category"))
+        given = source.revision if source else None
+        lines = [f"repository: {self.repo_url}", f"tag: {tag or '(none)'}", f"revision given: {given or '(none)'}"]
+        if tag:
+            try:
+                commit = yield gitops.resolve_tag(self.repo_url, tag)
+            except gitops.GitError as exc:
+                self.summary = f"cannot resolve tag {tag}: {exc}"
+                yield self.addCompleteLog("resolve", "\n".join(lines + [self.summary]) + "\n")
+                return EXCEPTION
+            if commit is None:
+                self.summary = f"tag {tag} does not exist in {self.repo_url}"
+                yield self.addCompleteLog("resolve", "\n".join(lines + [self.summary]) + "\n")
+                return FAILURE
+            if given and given != commit:
+                lines.append(f"note: the change named {given}, the tag's commit is {commit} "
+                             "(an annotated tag object, or the tag moved); gating the commit")
+        elif given:
+            commit = given
+        else:
+            self.summary = "nothing to gate: neither a tag nor a revision was given"
+            return FAILURE
+        lines.append(f"gating commit: {commit}")
+        self.setProperty(props.RELEASE_TAG, tag or "", "resolve tag")
+        self.setProperty(props.GATE_REVISION, commit, "resolve tag")
+        self.summary = f"{tag} -> {commit[:12]}" if tag else f"revision {commit[:12]}"
+        yield self.addCompleteLog("resolve", "\n".join(lines) + "\n")
+        return SUCCESS
+
+    def getResultSummary(self):
+        return {"step": self.summary} if self.summary else super().getResultSummary()
+
+
+class GateFanOut(buildstep.BuildStep):
+    """Triggers every selected leg at the gate's commit and tallies them as they finish."""
+
+    name = "legs"
+
+    def __init__(self, matrix: Matrix, settings: Settings, **kwargs):
+        super().__init__(**kwargs)
+        self.matrix = matrix
+        self.settings = settings
+        self.tally = tally.Tally()
+        self.tag = None
+        self.brids: dict[int, str] = {}           # buildrequest id -> leg
+        self.consumer = None
+
+    # --- selection ------------------------------------------------------------------
+    def select(self, tag, dry, skip_plasma, skip_reason, plasma_e2e) -> list[str]:
+        """Fills the tally with every enabled leg; returns the legs to run."""
+        run = []
+        for leg in self.matrix.enabled_legs:
+            outcome = tally.LegOutcome(leg=leg.name)
+            self.tally.outcomes.append(outcome)
+            if leg.on_request and not (plasma_e2e or leg.requested_for_tag(tag)):
+                outcome.state = "not-requested"
+                outcome.reason = "not requested (set plasma_e2e, or tag matching " \
+                                 f"{', '.join(leg.run_for_tags) or 'none'})"
+            elif skip_plasma and leg.is_plasma:
+                outcome.state = "skipped"
+                outcome.reason = f"skip_plasma: {skip_reason}"
+            else:
+                run.append(leg.name)
+        return run
+
+    @defer.inlineCallbacks
+    def find_reusable(self, leg: str, revision: str):
+        """A passing, real (not dry) build of ``leg`` at exactly ``revision``, or None."""
+        builder = self.master.botmaster.builders.get(leg)
+        if builder is None:
+            return None
+        builderid = yield builder.getBuilderId()
+        builds = yield self.master.data.get(
+            ("builders", builderid, "builds"),
+            filters=[resultspec.Filter("results", "eq", [SUCCESS])], order=["-number"], limit=50)
+        for build in builds:
+            properties = yield self.master.db.builds.getBuildProperties(build["buildid"])
+            got = (properties.get("got_revision") or (None,))[0]
+            dry = (properties.get(props.DRY_RUN) or (False,))[0]
+            if got == revision and dry is not True:
+                return build
+        return None
+
+    # --- running ----------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def run(self):
+        self.tag = self.getProperty(props.RELEASE_TAG) or None
+        revision = self.getProperty(props.GATE_REVISION)
+        dry = props.is_dry_run(self.build)
+        skip_plasma = props.flag(self.build, props.SKIP_PLASMA)
+        skip_reason = (self.getProperty(props.SKIP_REASON) or "").strip()
+        if skip_plasma and not skip_reason:  # the force form refuses this; triggers may not
+            yield self.addCompleteLog("legs", "skip_plasma was set without a skip_reason: refused\n")
+            return FAILURE
+        self.tally.dry_run = dry
+        to_run = self.select(self.tag, dry, skip_plasma, skip_reason, props.flag(self.build, props.PLASMA_E2E))
+        if not dry and not props.flag(self.build, props.RERUN_ALL):
+            for leg in list(to_run):
+                build = yield self.find_reusable(leg, revision)
+                if build:
+                    yield self.mark_reused(leg, build)
+                    to_run.remove(leg)
+        self.consumer = yield self.master.mq.startConsuming(self.on_build_new, ("builds", None, "new"))
+        try:
+            waits = [self.trigger_leg(leg, revision, dry) for leg in to_run]
+            self.updateSummary()
+            yield defer.DeferredList(waits, consumeErrors=True)
+        finally:
+            self.consumer.stopConsuming()
+        yield self.publish_results()
+        return self.tally.results()
+
+    @defer.inlineCallbacks
+    def mark_reused(self, leg: str, build: dict):
+        outcome = self.tally.get(leg)
+        outcome.state = "reused"
+        yield self.fill_from_build(outcome, build)
+        outcome.reason = f"reused build #{build['number']} (passed at this revision)"
+        yield self.addURL(f"{leg} #{build['number']} (reused)", outcome.url)
+
+    @defer.inlineCallbacks
+    def trigger_leg(self, leg: str, revision: str, dry: bool):
+        scheduler = self.master.scheduler_manager.namedServices[leg_scheduler_name(leg)]
+        outcome = self.tally.get(leg)
+        outcome.state = "running"
+        set_props = Properties()
+        for name, value in (
+            (props.DRY_RUN, dry), (props.RELEASE_TAG, self.tag or ""),
+            (props.GATE_REVISION, revision), (props.GATE_BUILDID, self.build.buildid),
+            ("reason", f"{'dry run of ' if dry else ''}release gate for {self.tag or revision}"),
+        ):
+            set_props.setProperty(name, value, "release gate")
+        source = self.build.getSourceStamp("")
+        branch = f"refs/tags/{self.tag}" if self.tag else (source.branch if source else None)
+        sourcestamps = [{"codebase": "", "repository": self.settings.repo_url, "branch": branch,
+                         "revision": revision, "project": self.matrix.platform}]
+        ids, results = scheduler.trigger(
+            waited_for=True, sourcestamps=sourcestamps, set_props=set_props,
+            parent_buildid=self.build.buildid, parent_relationship="release gate")
+        try:
+            _, brids = yield ids
+            for brid in brids.values():
+                self.brids[brid] = leg
+            yield results
+        except Exception as exc:  # the master stopping, a scheduler gone: never green
+            log.err(None, f"matrixgate: leg {leg} did not finish")
+            outcome.state = "done"
+            outcome.results = EXCEPTION
+            outcome.reason = f"leg did not finish: {exc}"
+            self.updateSummary()
+            return
+        yield self.finish_leg(leg, list(brids.values()))
+
+    @defer.inlineCallbacks
+    def finish_leg(self, leg: str, brids: list[int]):
+        outcome = self.tally.get(leg)
+        brid = brids[0]
+        request = yield self.master.data.get(("buildrequests", brid))
+        builds = yield self.master.data.get(("buildrequests", brid, "builds"))
+        outcome.results = request["results"] if request and request["results"] is not None else EXCEPTION
+        if builds:
+            final = max(builds, key=lambda b: b["number"])
+            yield self.fill_from_build(outcome, final)
+            if len(builds) > 1:
+                outcome.reason = f"attempt {len(builds)} (earlier attempts lost their worker)"
+        else:
+            outcome.reason = REASONS.by_request.get(brid) or f"never ran (request ended {Results[outcome.results]})"
+        outcome.state = "done"
+        if not outcome.green:
+            if outcome.results == SUCCESS:  # SUCCESS without a build must never pass
+                outcome.results = FAILURE
+            if outcome.url:
+                yield self.addURL(f"BLOCKING: {leg} #{outcome.number}", outcome.url)
+            if not outcome.reason:
+                outcome.reason = yield self.failing_step(outcome.buildid)
+        self.updateSummary()
+
+    @defer.inlineCallbacks
+    def failing_step(self, buildid):
+        if buildid is None:
+            return ""
+        steps = yield self.master.data.get(("builds", buildid, "steps"))
+        for step in steps:
+            if step["results"] not in (None, SUCCESS, 3):  # 3 = SKIPPED (hidden dry/real steps)
+                return f"{Results[step['results']]} in step '{step['name']}': {step['state_string']}"
+        return ""
+
+    @defer.inlineCallbacks
+    def fill_from_build(self, outcome, build: dict):
+        outcome.buildid = build["buildid"]
+        outcome.number = build["number"]
+        outcome.builderid = build["builderid"]
+        outcome.url = getURLForBuild(self.master, build["builderid"], build["number"])
+        outcome.started_at = _epoch(build.get("started_at"))
+        outcome.complete_at = _epoch(build.get("complete_at"))
+        if outcome.results is None:
+            outcome.results = build.get("results")
+        worker = yield self.master.data.get(("workers", build["workerid"]))
+        outcome.worker = worker["name"] if worker else None
+
+    def on_build_new(self, key, build):
+        """Link each leg build as soon as it starts, like Buildbot's Trigger does."""
+        leg = self.brids.get(build.get("buildrequestid"))
+        if leg is None:
+            return None
+        url = getURLForBuild(self.master, build["builderid"], build["number"])
+        return self.addURL(f"{leg} #{build['number']}", url)
+
+    @defer.inlineCallbacks
+    def publish_results(self):
+        verdict = self.tally.verdict()
+        self.setProperty(props.GATE_VERDICT, verdict, "release gate")
+        self.setProperty("gate_legs", [o.as_dict() for o in self.tally.outcomes], "release gate")
+        yield self.addCompleteLog("legs", tally.table(self.tally))
+        yield self.addCompleteLog("legs.json", json.dumps(
+            {"verdict": verdict, "tag": self.tag, "legs": [o.as_dict() for o in self.tally.outcomes]},
+            indent=2, sort_keys=True) + "\n")
+
+    def getCurrentSummary(self):
+        return {"step": tally.summary(self.tally, self.tag)}
+
+    def getResultSummary(self):
+        text = tally.summary(self.tally, self.tag)
+        return {"step": text, "build": text}
+
+    @defer.inlineCallbacks
+    def interrupt(self, reason):
+        """Stopping the gate stops its legs: a half-run gate must not leave builds behind."""
+        for brid in list(self.brids):
+            self.master.data.control("cancel", {"reason": f"gate stopped: {reason}"}, ("buildrequests", brid))
+            builds = yield self.master.data.get(("buildrequests", brid, "builds"))
+            for build in builds:
+                if build["complete_at"] is None:
+                    yield self.master.data.control("stop", {"reason": f"gate stopped: {reason}"},
+                                                   ("builds", build["buildid"]))
+        yield super().interrupt(reason)
+
+
+def _epoch(value):
+    if value is None:
+        return None
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def publish_allowed(matrix: Matrix):
+    def allowed(step) -> bool:
+        verdict = step.getProperty(props.GATE_VERDICT)
+        if props.is_dry_run(step.build) or not step.getProperty(props.RELEASE_TAG):
+            return False
+        return verdict == tally.GREEN or (verdict == tally.GREEN_WITH_SKIPS and matrix.release.allow_skip_plasma)
+    return allowed
+
+
+def gate_factory(matrix: Matrix, settings: Settings, evidence_step=None) -> BuildFactory:
+    factory = BuildFactory()
+    factory.addStep(ResolveTag(settings.repo_url))
+    factory.addStep(GateFanOut(matrix, settings))
+    if evidence_step is not None:
+        factory.addStep(evidence_step)
+    factory.addStep(Trigger(
+        name="publish", schedulerNames=[PUBLISH_SCHEDULER], waitForFinish=True,
+        sourceStamps=[{"codebase": "", "repository": settings.repo_url,
+                       "branch": Interpolate("refs/tags/%(prop:release_tag)s"), "revision": Property(props.GATE_REVISION)}],
+        set_properties={props.RELEASE_TAG: Property(props.RELEASE_TAG),
+                        props.GATE_REVISION: Property(props.GATE_REVISION),
+                        props.GATE_BUILDID: Property("buildid"),
+                        props.GATE_VERDICT: Property(props.GATE_VERDICT)},
+        doStepIf=publish_allowed(matrix), hideStepIf=props.hide_skipped))
+    return factory
+
+
+def gate_builder(matrix: Matrix, settings: Settings, evidence_step=None) -> BuilderConfig:
+    legs = ", ".join(leg.name for leg in matrix.enabled_legs)
+    return BuilderConfig(
+        name=GATE_BUILDER, workernames=[GATE_WORKER], factory=gate_factory(matrix, settings, evidence_step),
+        tags=["gate"], collapseRequests=False,
+        description=f"Release gate for tags matching {matrix.release.tags}: every leg ({legs}) at the tag's commit",
+    )

@@ -1,0 +1,76 @@
+"""Schedulers and change sources: how a tag push, a trigger or a force becomes a build.
+
+* ``release-tags``: one gate per pushed tag matching ``release.tags`` (never collapsed);
+* ``leg-<name>``: a Triggerable per leg, so the gate picks exactly the legs it runs;
+* ``publish``: the Triggerable only a green gate fires;
+* ``force-*``: force forms with validated properties (see ``forcing``).
+"""
+
+from __future__ import annotations
+
+from buildbot.plugins import changes, schedulers, util
+
+from .forcing import MatrixForceScheduler, dry_run_param, gate_params
+from .gate import GATE_BUILDER, PUBLISH_SCHEDULER, leg_scheduler_name
+from .model import Matrix
+from .publish import PUBLISH_BUILDER
+from .settings import Settings
+from .tags import tag_of
+
+GITPOLLER_WORKDIR = "gitpoller-work"
+
+
+def release_tag_filter(matrix: Matrix) -> util.ChangeFilter:
+    def is_release_tag(change) -> bool:
+        tag = tag_of(change.branch, change.category)
+        return tag is not None and matrix.release.matches(tag)
+    return util.ChangeFilter(filter_fn=is_release_tag)
+
+
+def build_schedulers(matrix: Matrix, settings: Settings) -> list:
+    legs = matrix.enabled_legs
+    built = [
+        schedulers.AnyBranchScheduler(
+            name="release-tags", builderNames=[GATE_BUILDER], treeStableTimer=None,
+            change_filter=release_tag_filter(matrix)),
+        schedulers.Triggerable(name=PUBLISH_SCHEDULER, builderNames=[PUBLISH_BUILDER]),
+        MatrixForceScheduler(
+            name="force-release-gate", builderNames=[GATE_BUILDER], repo_url=settings.repo_url,
+            project=matrix.platform, need_target=True, properties=gate_params(),
+            buttonName="Start gate", label="Run the release gate",
+            reason=util.StringParameter(name="reason", label="Reason", default="forced gate", size=40)),
+        MatrixForceScheduler(
+            name="force-release-publish", builderNames=[PUBLISH_BUILDER], repo_url=settings.repo_url,
+            project=matrix.platform, need_target=True, tag_required=True,
+            buttonName="Publish", label="Publish a tag (releasers only; once per tag)",
+            reason=util.StringParameter(name="reason", label="Reason", default="forced publish", size=40)),
+    ]
+    for leg in legs:
+        built.append(schedulers.Triggerable(name=leg_scheduler_name(leg.name), builderNames=[leg.name]))
+        built.append(MatrixForceScheduler(
+            name=f"force-{leg.name}", builderNames=[leg.name], repo_url=settings.repo_url,
+            project=matrix.platform, properties=[dry_run_param()],
+            buttonName="Run leg", label=f"Run {leg.name}",
+            reason=util.StringParameter(name="reason", label="Reason", default="forced leg", size=40)))
+    return built
+
+
+def build_change_sources(settings: Settings) -> list:
+    """A GitPoller on the gated repository, watching tags *and* branches.
+
+    Watching branches too is deliberate: a poller that watches only tags records nothing
+    while a repository has no tag, and then ignores the first tag pushed (its state is
+    empty, so every poll counts as the initial one).  Branch pushes are filtered out by
+    the release-tags scheduler.
+    """
+    if not settings.repo_url or settings.poll_interval <= 0:
+        return []
+    return [changes.GitPoller(
+        repourl=settings.repo_url,
+        branches=lambda ref: ref.startswith(("refs/heads/", "refs/tags/")),
+        buildPushesWithNoCommits=True,
+        pollInterval=settings.poll_interval,
+        pollAtLaunch=True,
+        workdir=GITPOLLER_WORKDIR,
+        project="",
+    )]

@@ -1,0 +1,59 @@
+"""Buildbot worker objects from ``workers/*.yaml``.
+
+Besides the declared workers there is always ``gate``: a local worker inside the master
+that runs the release gate's orchestration, publishing and dry runs, so the gate never
+ties up a worker a leg needs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from buildbot.plugins import util, worker as bbworker
+from twisted.python import log
+
+from .model import WorkerSet
+from .props import INFO_KEY
+from .routing import GATE_WORKER
+
+
+def worker_properties(spec) -> dict:
+    return {"declared_capabilities": sorted(spec.capabilities)}
+
+
+def build_workers(workers: WorkerSet) -> list:
+    built = [bbworker.LocalWorker(GATE_WORKER, max_builds=None)]
+    for spec in workers.workers:
+        if spec.local:
+            built.append(bbworker.LocalWorker(
+                spec.name, max_builds=spec.max_builds, properties=worker_properties(spec)))
+        else:
+            built.append(bbworker.Worker(
+                spec.name, util.Secret(spec.password_secret), max_builds=spec.max_builds,
+                properties=worker_properties(spec), missing_timeout=300))
+    return built
+
+
+def probe_local_workers(basedir: Path, workers: WorkerSet, probe=None) -> dict[str, dict]:
+    """Local workers run on the master host: probe it and write each one's ``info/`` file.
+
+    A remote worker's admin writes the same file with ``nested-kvm-check --write-info``.
+    """
+    if probe is None:
+        from .onworker.probe import probe
+    reports = {}
+    local = [spec for spec in workers.workers if spec.local]
+    if not local:
+        return reports
+    try:
+        report = probe()
+    except Exception as exc:  # a broken probe must not stop the master: it means "nothing found"
+        log.msg(f"matrixgate: probing the master host failed: {exc}")
+        report = {"capabilities": [], "error": str(exc)}
+    for spec in local:
+        info = basedir / "workers" / spec.name / "info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / INFO_KEY).write_text(json.dumps(report, sort_keys=True) + "\n", encoding="utf-8")
+        reports[spec.name] = report
+    return reports
