@@ -165,6 +165,7 @@ class GateMaster:
         """A real ``buildbot-worker`` process on loopback, probed the way an admin would."""
         wdir = self.root / "workers" / name
         if not wdir.exists():
+            wdir.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run([str(BIN / "buildbot-worker"), "create-worker", "-q", str(wdir),
                             f"127.0.0.1:{self.worker_port}", name, password], check=True, capture_output=True)
             subprocess.run([sys.executable, str(ROOT / "src/matrixgate/onworker/probe.py"), "--json",
@@ -272,11 +273,44 @@ class GateMaster:
     def build_steps(self, buildid: int) -> list[dict]:
         return self.get(f"builds/{buildid}/steps") or []
 
-    def stdio(self, buildid: int, step_name: str) -> str:
-        return self.raw(f"api/v2/builds/{buildid}/steps/{urllib.parse.quote(step_name, safe='')}/logs/stdio/raw").decode()
+    def step(self, buildid: int, step_name: str) -> dict:
+        steps = [s for s in self.build_steps(buildid) if s["name"] == step_name]
+        assert steps, f"build {buildid} has no step {step_name!r}: {[s['name'] for s in self.build_steps(buildid)]}"
+        return steps[0]
+
+    def stdio(self, buildid: int, step_name: str, log: str = "stdio") -> str:
+        """A step's log through the raw download endpoint (what the UI's download button gets)."""
+        number = self.step(buildid, step_name)["number"]
+        return self.raw(f"api/v2/builds/{buildid}/steps/{number}/logs/{log}/raw").decode()
 
     def buildrequests(self, **params) -> list[dict]:
         return self.get("buildrequests", **params) or []
+
+
+def gate_builds_for(master: GateMaster, tag: str) -> list[dict]:
+    """Gate builds whose resolved tag is ``tag`` (read from their properties)."""
+    found = []
+    for build in master.builds("release-gate"):
+        if master.build_properties(build["buildid"]).get("release_tag") == tag:
+            found.append(build)
+    return found
+
+
+def wait_gate(master: GateMaster, tag: str, count: int = 1, timeout: float = 120) -> list[dict]:
+    def done():
+        builds = gate_builds_for(master, tag)
+        return builds if len([b for b in builds if b["complete"]]) >= count else None
+    return master.wait_for(done, timeout, f"{count} completed gate(s) for {tag}", interval=0.5)
+
+
+def leg_builds_of_gate(master: GateMaster, gate_buildid: int) -> dict[str, dict]:
+    """The leg builds a gate triggered, by leg name (the final attempt of each)."""
+    legs = master.build_properties(gate_buildid).get("gate_legs") or []
+    builds = {}
+    for outcome in legs:
+        if outcome.get("buildid"):
+            builds[outcome["leg"]] = master.get(f"builds/{outcome['buildid']}")[0]
+    return builds
 
 
 def result_name(build: dict) -> str:
