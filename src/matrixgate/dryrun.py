@@ -94,8 +94,12 @@ class DryRunPlan(buildstep.BuildStep):
             worker=self.build.workername,
         )
         yield self.addCompleteLog("plan", text)
-        self.descriptionDone = f"dry run: would run {len(self.leg.commands)} command(s), ran none"
+        self.summary = f"dry run: would run {len(self.leg.commands)} command(s), ran none"
         return SUCCESS
 
+    summary = ""
+
     def getResultSummary(self):
-        return {"step": self.descriptionDone, "build": self.descriptionDone}
+        if not self.summary:
+            return super().getResultSummary()
+        return {"step": self.summary, "build": self.summary}
