@@ -48,7 +48,7 @@ def build_config(cfg: Settings, matrix: Matrix, workerset: WorkerSet) -> dict:
         "change_source": schedulers.build_change_sources(cfg),
         "secretsProviders": secrets.providers(cfg.secrets_dir),
         "services": [WaitWatcher(matrix.enabled_legs, cfg.wait_check_interval, cfg.wait_for_worker_override)],
-        "www": web.build_www(cfg, dashboard.plugin_config(cfg.evidence_dir)),
+        "www": web.build_www(cfg, dashboard.plugin_config(cfg, matrix, workerset)),
         "collapseRequests": False,
         # The gate first, then publish, then the legs in matrix order.
         "prioritizeBuilders": lambda master, bldrs: sorted(bldrs, key=lambda b: order.get(b.name, 99)),
