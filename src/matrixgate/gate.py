@@ -90,6 +90,8 @@ class GateFanOut(buildstep.BuildStep):
     name = "legs"
 
     def __init__(self, matrix: Matrix, settings: Settings, **kwargs):
+        # WARNINGS (skipped plasma legs) must mark the whole gate, never leave it SUCCESS.
+        kwargs.setdefault("warnOnWarnings", True)
         super().__init__(**kwargs)
         self.matrix = matrix
         self.settings = settings
