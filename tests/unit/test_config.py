@@ -137,16 +137,6 @@ def test_schedulers(built):
     assert "leg-tenant-e2e" not in scheds and "force-tenant-e2e" not in scheds
 
 
-def test_release_tag_filter(built):
-    from matrixgate.schedulers import release_tag_filter
-    accepts = release_tag_filter(built.matrix).filter_fn
-    change = lambda branch, category=None: SimpleNamespace(branch=branch, category=category)  # noqa: E731
-    assert accepts(change("refs/tags/v1.2.3"))
-    assert accepts(change("v1.2.3", "tag"))
-    assert not accepts(change("refs/tags/nightly-5"))
-    assert not accepts(change("refs/heads/main"))
-
-
 def test_load_requires_a_repository(tmp_path):
     with pytest.raises(ConfigErrors) as info:
         config.load(tmp_path, {})

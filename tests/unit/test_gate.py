@@ -1,0 +1,158 @@
+"""The release gate's own pieces (src/matrixgate/gate.py): which legs run, when publishing is
+allowed, and resolving the tag (with Buildbot's step harness)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from buildbot.process.properties import Properties
+from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS
+from buildbot.steps.trigger import Trigger
+from buildbot.test.reactor import TestReactorMixin
+from buildbot.test.steps import TestBuildStepMixin
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from matrixgate import gate, gitops, loader, props, tally
+from matrixgate.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+MATRIX = loader.load_matrix(REPO / "matrix" / "matrix.yaml")
+SETTINGS = Settings(basedir=Path("/tmp/matrixgate-master"), repo_url="/srv/git/platform.git")
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def select(tag="v1.2.3", dry=False, skip_plasma=False, reason="", plasma_e2e=False, matrix=MATRIX):
+    fan_out = gate.GateFanOut(matrix, SETTINGS)
+    run = fan_out.select(tag, dry, skip_plasma, reason, plasma_e2e)
+    return run, {o.leg: (o.state, o.reason) for o in fan_out.tally.outcomes}
+
+
+def test_select_runs_every_enabled_leg_but_the_on_request_one():
+    run, states = select("v1.2.3")
+    assert run == ["chainfire-flaredb", "flaredb-plasmavmc", "plasmavmc-creditservice", "creditservice-nightlight"]
+    assert states["plasmavmc-e2e"] == (
+        "not-requested", "not requested (set plasma_e2e, or tag matching v*.0)")
+    assert "tenant-e2e" not in states                                   # disabled: not in the tally at all
+
+
+@pytest.mark.parametrize("tag, plasma_e2e", [("v1.3.0", False), ("v1.2.3", True)])
+def test_select_on_request_leg(tag, plasma_e2e):
+    run, _ = select(tag, plasma_e2e=plasma_e2e)
+    assert "plasmavmc-e2e" in run
+
+
+def test_select_skip_plasma():
+    run, states = select("v1.2.3", skip_plasma=True, reason="kvm-1 in repair", plasma_e2e=True)
+    assert run == ["chainfire-flaredb", "creditservice-nightlight"]
+    for leg in ("flaredb-plasmavmc", "plasmavmc-creditservice", "plasmavmc-e2e"):
+        assert states[leg] == ("skipped", "skip_plasma: kvm-1 in repair")
+
+
+def step_with(dry=None, tag="v1.2.3", verdict=tally.GREEN):
+    build = Properties()
+    if dry is not None:
+        build.setProperty(props.DRY_RUN, dry, "test")
+    values = {props.GATE_VERDICT: verdict, props.RELEASE_TAG: tag}
+    return SimpleNamespace(build=build, getProperty=lambda name, default=None: values.get(name, default))
+
+
+def test_publish_only_after_a_green_real_gate_of_a_tag():
+    allowed = gate.publish_allowed(MATRIX)
+    assert allowed(step_with())
+    assert not allowed(step_with(dry=True))                              # a dry run never publishes
+    assert allowed(step_with(dry=False))
+    assert not allowed(step_with(tag=""))                                # a revision, not a tag
+    for verdict in (tally.BLOCKED, tally.DRY_RUN, tally.DRY_RUN_BLOCKED, tally.GREEN_WITH_SKIPS, None):
+        assert not allowed(step_with(verdict=verdict)), verdict
+
+
+def test_green_with_skips_publishes_only_where_the_matrix_allows_it(tmp_path):
+    text = (REPO / "matrix" / "matrix.yaml").read_text().replace("allow_skip_plasma: false", "allow_skip_plasma: true")
+    (tmp_path / "m.yaml").write_text(text)
+    lenient = loader.load_matrix(tmp_path / "m.yaml")
+    assert lenient.release.allow_skip_plasma is True
+    assert gate.publish_allowed(lenient)(step_with(verdict=tally.GREEN_WITH_SKIPS))
+    assert not gate.publish_allowed(MATRIX)(step_with(verdict=tally.GREEN_WITH_SKIPS))
+
+
+def test_gate_builder():
+    builder = gate.gate_builder(MATRIX, SETTINGS)
+    assert (builder.name, builder.workernames, builder.tags, builder.collapseRequests) == (
+        "release-gate", ["gate"], ["gate"], False)
+    steps = [s.step_class for s in builder.factory.steps]
+    assert steps == [gate.ResolveTag, gate.GateFanOut, Trigger]
+    publish = builder.factory.steps[2]
+    assert publish.kwargs["schedulerNames"] == ["publish"] and publish.kwargs["waitForFinish"] is True
+    assert gate.leg_scheduler_name("a-leg") == "leg-a-leg"
+
+
+class ResolveTagTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.setup_test_reactor()
+        yield self.setup_test_build_step()
+        self.asked = []
+
+    def setup(self, branch, revision, answer, category=None):
+        def resolve(repo_url, tag):
+            self.asked.append((repo_url, tag))
+            return defer.fail(answer) if isinstance(answer, Exception) else defer.succeed(answer)
+        self.patch(gitops, "resolve_tag", resolve)
+        self.setup_step(gate.ResolveTag("/srv/git/platform.git", name="resolve-tag"))
+        self.build.getSourceStamp = lambda codebase: SimpleNamespace(branch=branch, revision=revision)
+        if category:
+            self.build.setProperty("category", category, "change")
+
+    @defer.inlineCallbacks
+    def test_tag_resolved_to_its_commit(self):
+        self.setup("refs/tags/v1.2.3", None, COMMIT)
+        self.expect_outcome(result=SUCCESS)
+        self.expect_property(props.RELEASE_TAG, "v1.2.3", "resolve tag")
+        self.expect_property(props.GATE_REVISION, COMMIT, "resolve tag")
+        self.expect_result_summary({"step": f"v1.2.3 -> {COMMIT[:12]}"})
+        yield self.run_step()
+        self.assertEqual(self.asked, [("/srv/git/platform.git", "v1.2.3")])
+
+    @defer.inlineCallbacks
+    def test_github_style_tag_and_annotated_tag_object(self):
+        # GitHub: branch 'v1.2.3' + category 'tag'; the change names the tag object, not the commit.
+        self.setup("v1.2.3", "f" * 40, COMMIT, category="tag")
+        self.expect_outcome(result=SUCCESS)
+        self.expect_property(props.GATE_REVISION, COMMIT, "resolve tag")
+        yield self.run_step()
+        log = self.get_nth_step(0).logs["resolve"].stdout
+        self.assertIn(f"note: the change named {'f' * 40}, the tag's commit is {COMMIT}", log)
+
+    @defer.inlineCallbacks
+    def test_missing_tag_fails(self):
+        self.setup("refs/tags/v9", None, None)
+        self.expect_outcome(result=FAILURE)
+        self.expect_result_summary({"step": "tag v9 does not exist in /srv/git/platform.git"})
+        yield self.run_step()
+
+    @defer.inlineCallbacks
+    def test_unreachable_repository_is_an_exception(self):
+        self.setup("refs/tags/v1", None, gitops.GitError("exit 128"))
+        self.expect_outcome(result=EXCEPTION)
+        self.expect_result_summary({"step": "cannot resolve tag v1: exit 128"})
+        yield self.run_step()
+
+    @defer.inlineCallbacks
+    def test_branch_push_without_revision_gates_nothing(self):
+        self.setup("refs/heads/main", None, COMMIT)
+        self.expect_outcome(result=FAILURE)
+        yield self.run_step()
+        self.assertEqual(self.asked, [])
+
+    @defer.inlineCallbacks
+    def test_revision_only(self):
+        self.setup(None, COMMIT, None)
+        self.expect_outcome(result=SUCCESS)
+        self.expect_property(props.RELEASE_TAG, "", "resolve tag")
+        self.expect_property(props.GATE_REVISION, COMMIT, "resolve tag")
+        yield self.run_step()
+        self.assertEqual(self.asked, [])
