@@ -5,9 +5,9 @@
   #
   # Why a venv and not nixpkgs' Python packages: Matrix Gate pins Buildbot 4.3.0 and its exact
   # companions (buildbot-www, the view plugins, buildbot-wsgi-dashboards, Twisted, SQLAlchemy,
-  # psycopg; see pyproject.toml) because the gate relies on 4.3's behaviour.  nixpkgs carries
-  # whichever Buildbot its release happens to have, and not the wsgi-dashboards plugin, so the
-  # shell gives the *system* pieces (Python 3.11, git, QEMU with qemu-img) from nixpkgs and its
+  # psycopg; see pyproject.toml) because the gate relies on 4.3's behaviour.  A nixpkgs release
+  # carries whichever Buildbot version (and plugin builds) it happens to have, not these pins, so
+  # the shell gives the *system* pieces (Python 3.11, git, QEMU with qemu-img) from nixpkgs and its
   # shellHook installs the pinned Python packages with `pip install -e .[test]` into ./.venv,
   # once per version of pyproject.toml (the same .venv and stamp files scripts/bootstrap.sh
   # uses, so the scripts find it ready).  The first entry needs network access to PyPI.
@@ -29,18 +29,16 @@
           # qemu-img and qemu-nbd too, i.e. what Debian splits into qemu-system-x86 + qemu-utils.
           qemu = pkgs.qemu_kvm;
         in
-        pkgs.mkShell {
+        pkgs.mkShell ({
           name = if withBrowser then "matrixgate-browser" else "matrixgate";
-          packages = [ pkgs.python311 pkgs.git qemu ] ++ (if withBrowser then [ pkgs.chromium ] else [ ]);
+          packages = [ pkgs.python311 pkgs.git qemu ] ++ (if withBrowser then [ pkgs.chromium pkgs.nodejs ] else [ ]);
           # Wheels from PyPI (greenlet, psycopg-binary, ...) are built for FHS systems: give
           # them the C++ runtime they link against.
           MATRIXGATE_NIX_LD_LIBRARY_PATH = "${pkgs.stdenv.cc.cc.lib}/lib";
-          MATRIXGATE_CHROMIUM = if withBrowser then "${pkgs.chromium}/bin/chromium" else "";
           shellHook = ''
             # pip builds wheels with zip, which refuses the 1980-01-01 epoch nix sets.
             unset SOURCE_DATE_EPOCH
             export LD_LIBRARY_PATH="$MATRIXGATE_NIX_LD_LIBRARY_PATH''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-            if [ -n "$MATRIXGATE_CHROMIUM" ]; then export CHROMIUM="$MATRIXGATE_CHROMIUM"; fi
             if [ -f pyproject.toml ] && grep -q '^name = "matrixgate"' pyproject.toml; then
               if [ ! -x .venv/bin/python ]; then
                 python3 -m venv .venv
@@ -57,7 +55,14 @@
               echo "matrixgate: run 'nix develop' from the repository root to get .venv set up" >&2
             fi
           '';
-        };
+        } // (if withBrowser then {
+          # tests/browser reads it (default /usr/bin/chromium); unset in the default shell, so
+          # the browser tests skip there instead of launching a missing browser.
+          MATRIXGATE_CHROMIUM = "${pkgs.chromium}/bin/chromium";
+          # The playwright wheel's bundled Node.js is linked for FHS systems (NixOS has no
+          # /lib64/ld-linux*): run its driver with nixpkgs' Node.js instead.
+          PLAYWRIGHT_NODEJS_PATH = "${pkgs.nodejs}/bin/node";
+        } else { }));
     in
     {
       devShells = forAllSystems (system: {

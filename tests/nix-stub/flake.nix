@@ -27,6 +27,7 @@
           qemu_kvm = pkg "qemu-host-cpu-only-9.1.1";
           qemu = pkg "qemu-9.1.1";
           chromium = pkg "chromium-131.0";
+          nodejs = pkg "nodejs-20.18.1";
           stdenv.cc.cc.lib = pkg "gcc-13.3.0-lib";
         };
     in

@@ -98,7 +98,14 @@ def test_dev_shells(tmp_path, nixenv, flakes):
     assert names[0].startswith("python3-3.11")
     assert not any("chromium" in n for n in names)
     browser = evaluate("browser.nativeBuildInputs")
-    assert browser[:3] == default and "chromium" in browser[3]
+    assert browser[:3] == default and "chromium" in browser[3] and "nodejs" in browser[4]
+    # tests/browser finds the browser through MATRIXGATE_CHROMIUM (default /usr/bin/chromium): set
+    # in the browser shell only, since an empty value would make it launch "." instead of skipping.
+    assert evaluate("browser.MATRIXGATE_CHROMIUM").endswith("-chromium-131.0/bin/chromium")
+    assert evaluate("browser.PLAYWRIGHT_NODEJS_PATH").endswith("-nodejs-20.18.1/bin/node")
+    missing = nix(tmp_path, nixenv, stub, "eval", "--json",
+                  f"path:{flake}#devShells.{system}.default.MATRIXGATE_CHROMIUM")
+    assert missing.returncode != 0 and "MATRIXGATE_CHROMIUM" in missing.stderr
 
     hook = evaluate("default.shellHook")
     assert "pip install" in hook and "-e '.[test]'" in hook and ".venv" in hook
@@ -125,7 +132,7 @@ def test_shell_hook_bootstraps_the_venv_once(tmp_path, nixenv, flakes):
         'printf \'#!/bin/sh\\n\' > "$3/bin/python"\nchmod +x "$3/bin/pip" "$3/bin/python"\n')
     (fakebin / "python3").chmod(0o755)
     env = dict(nixenv, PATH=f"{fakebin}:{os.environ['PATH']}", MATRIXGATE_NIX_LD_LIBRARY_PATH="/stub/lib",
-               MATRIXGATE_CHROMIUM="", SOURCE_DATE_EPOCH="315532800")
+               SOURCE_DATE_EPOCH="315532800")
     script = hook + '\necho "VENV=$VIRTUAL_ENV"\necho "LD=$LD_LIBRARY_PATH"\necho "SDE=${SOURCE_DATE_EPOCH-unset}"\n'
     for _ in range(2):
         run = subprocess.run(["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True,

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from buildbot.process.buildstep import create_step_from_step_or_factory
 from buildbot.process.properties import Properties
 from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS
 from buildbot.steps.trigger import Trigger
@@ -156,3 +157,74 @@ class ResolveTagTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_property(props.GATE_REVISION, COMMIT, "resolve tag")
         yield self.run_step()
         self.assertEqual(self.asked, [])
+
+
+# --- finishing a leg: what the gate counts ----------------------------------------------------
+
+class FakeData:
+    def __init__(self, answers):
+        self.answers = answers
+
+    def get(self, path, **kw):
+        return defer.succeed(self.answers.get(path))
+
+
+def finish(request_results, builds, steps=()):
+    answers = {("buildrequests", 5): {"results": request_results}, ("buildrequests", 5, "builds"): builds,
+               ("workers", 400): {"name": "kvm-1"}}
+    for build in builds:
+        answers[("builds", build["buildid"], "steps")] = list(steps)
+    # A step as a build runs it (a configured step refuses attribute changes).
+    fan_out = create_step_from_step_or_factory(gate.GateFanOut(MATRIX, SETTINGS))
+    fan_out.master = SimpleNamespace(data=FakeData(answers), config=SimpleNamespace(buildbotURL="http://gate/"))
+    fan_out.updateSummary = lambda: None
+    urls = []
+    fan_out.addURL = lambda name, url: urls.append((name, url)) or defer.succeed(None)
+    fan_out.select("v1.2.3", False, False, "", False)
+    d = fan_out.finish_leg("chainfire-flaredb", [5])
+    failures = []
+    d.addErrback(failures.append)
+    assert not failures, failures
+    return fan_out.tally.get("chainfire-flaredb"), urls
+
+
+def build(number, results, buildid=None):
+    return {"buildid": buildid or 90 + number, "number": number, "builderid": 3, "workerid": 400,
+            "results": results, "started_at": 100, "complete_at": 130}
+
+
+def test_finish_leg_green():
+    outcome, urls = finish(SUCCESS, [build(1, SUCCESS)])
+    assert outcome.green and outcome.state == "done"
+    assert (outcome.worker, outcome.number, outcome.url) == ("kvm-1", 1, "http://gate/#/builders/3/builds/1")
+    assert outcome.duration == 30 and urls == []
+
+
+def test_finish_leg_success_without_a_build_never_passes():
+    """A collapsed or otherwise completed request with no build behind it must block."""
+    outcome, _ = finish(SUCCESS, [])
+    assert not outcome.green
+    assert outcome.results == FAILURE
+    assert outcome.reason == "never ran (request ended success)"
+
+
+def test_finish_leg_skipped_request_blocks():
+    from buildbot.process.results import SKIPPED
+    outcome, _ = finish(SKIPPED, [])
+    assert not outcome.green and outcome.reason == "never ran (request ended skipped)"
+
+
+def test_finish_leg_failure_names_the_failing_step():
+    steps = [{"results": SUCCESS, "name": "checkout", "state_string": "update"},
+             {"results": 3, "name": "dry-run-plan", "state_string": "skipped"},
+             {"results": FAILURE, "name": "raft tests", "state_string": "'cargo nextest ...' (failure)"}]
+    outcome, urls = finish(FAILURE, [build(4, FAILURE)], steps)
+    assert not outcome.green
+    assert outcome.reason == "failure in step 'raft tests': 'cargo nextest ...' (failure)"
+    assert urls == [("BLOCKING: chainfire-flaredb #4", "http://gate/#/builders/3/builds/4")]
+
+
+def test_finish_leg_counts_the_last_attempt():
+    outcome, _ = finish(SUCCESS, [build(1, 5), build(2, SUCCESS)])      # 5 = RETRY (worker lost)
+    assert outcome.green and outcome.number == 2
+    assert outcome.reason == "attempt 2 (earlier attempts lost their worker)"
