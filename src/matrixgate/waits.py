@@ -77,14 +77,15 @@ class WaitWatcher(service.BuildbotService):
             self.loop.start(self.check_interval, now=False)
         yield defer.succeed(None)
 
-    # Buildbot starts a configured service before its first reconfigService, so the loop
-    # is created (and started) there; startService only restarts an existing one.
+    # BuildbotService.startService runs the first reconfigService (which creates the loop)
+    # before the service counts as running, so the loop is started after it.
     loop = None
 
+    @defer.inlineCallbacks
     def startService(self):
+        yield super().startService()
         if self.loop is not None and not self.loop.running:
             self.loop.start(self.check_interval, now=False)
-        return super().startService()
 
     def stopService(self):
         if self.loop is not None and self.loop.running:
