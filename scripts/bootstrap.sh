@@ -13,10 +13,14 @@ if [ "$purpose" = test ]; then
   debs+=(chromium postgresql nix-bin)
 fi
 missing=()
+# Only Debian-like hosts install packages here; under `nix develop` the flake provides them.
+if [ -n "${IN_NIX_SHELL:-}" ] || ! command -v dpkg-query >/dev/null; then
+  debs=()
+fi
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-if [ "${#missing[@]}" -gt 0 ]; then
+if [ "${#missing[@]}" -gt 0 ] 2>/dev/null; then
   if [ "$(id -u)" = 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -24,7 +24,7 @@ class StrictBooleanParameter(BooleanParameter):
         values = kwargs.get(self.fullName)
         if not values:
             return bool(self.default)
-        if values in ([True], [False]):
+        if len(values) == 1 and type(values[0]) is bool:
             return values[0]
         raise ValidationError(f"{self.label}: must be true or false (a JSON boolean), got {values[0]!r}")
 
@@ -100,16 +100,16 @@ class MatrixForceScheduler(ForceScheduler):
         tag = (source.get("branch") or "").strip()
         tag = tag_of(tag) or tag            # accept refs/tags/v1.2.3 as well as v1.2.3
         revision = (source.get("revision") or "").strip().lower()
-        if revision and not HEX_RE.match(revision):
-            errors["_revision"] = f"Revision {revision!r} is not a commit id (7 to 64 hex digits)"
+        if revision and not HEX_RE.fullmatch(revision):
+            errors["revision"] = f"Revision {revision!r} is not a commit id (7 to 64 hex digits)"
         if not tag and not revision:
             if self.need_target:
-                errors["_branch"] = "Give a tag (e.g. v1.2.3) or a revision to build"
+                errors["branch"] = "Give a tag (e.g. v1.2.3) or a revision to build"
             source.pop("branch", None)
             source.pop("revision", None)
             return errors
         if tag and not is_valid_tag_name(tag):
-            errors["_branch"] = f"Tag {tag!r} is not a valid tag name"
+            errors["branch"] = f"Tag {tag!r} is not a valid tag name"
         if errors or not tag:
             if not errors:
                 source["branch"] = None
@@ -119,12 +119,12 @@ class MatrixForceScheduler(ForceScheduler):
         try:
             commit = yield gitops.resolve_tag(self.repo_url, tag)
         except gitops.GitError as exc:
-            errors["_branch"] = f"Cannot check tag {tag!r}: {exc}"
+            errors["branch"] = f"Cannot check tag {tag!r}: {exc}"
             return errors
         if commit is None:
-            errors["_branch"] = f"Tag {tag!r} does not exist in {self.repo_url}: push it first, or check its name"
+            errors["branch"] = f"Tag {tag!r} does not exist in {self.repo_url}: push it first, or check its name"
         elif revision and not commit.startswith(revision):
-            errors["_revision"] = f"Tag {tag!r} points at {commit[:12]}, not at {revision}: give one of them"
+            errors["revision"] = f"Tag {tag!r} points at {commit[:12]}, not at {revision}: give one of them"
         else:
             source["branch"] = f"refs/tags/{tag}"
             source["revision"] = commit

@@ -13,7 +13,6 @@ import re
 from urllib.parse import parse_qs
 
 from buildbot.process.properties import Properties
-from buildbot.util import bytes2unicode
 from buildbot.www.hooks.base import BaseHookHandler
 from twisted.internet import defer
 
@@ -45,8 +44,9 @@ class SignedGitHook(BaseHookHandler):
         secret = yield properties.render(self.options.get("secret"))
         if not secret:
             raise ValueError("hook secret not configured on the master: refusing unsigned pushes")
-        given = bytes2unicode(request.getHeader(SIGNATURE_HEADER) or b"")
-        if not hmac.compare_digest(given, signature(secret.encode(), body)):
+        given = request.getHeader(SIGNATURE_HEADER) or b""
+        given = given if isinstance(given, bytes) else given.encode("utf-8", "replace")
+        if not hmac.compare_digest(given, signature(secret.encode(), body).encode()):
             raise ValueError("missing or wrong X-Matrixgate-Signature")
         try:
             fields = parse_qs(body.decode("utf-8"), strict_parsing=True, max_num_fields=10)
@@ -56,9 +56,9 @@ class SignedGitHook(BaseHookHandler):
         newrev = (fields.get("newrev") or [""])[0].lower()
         if not ref.startswith("refs/"):
             raise ValueError("payload needs ref=refs/...")
-        if not HEX_RE.match(newrev):
+        if not HEX_RE.fullmatch(newrev):
             raise ValueError("payload needs newrev=<commit id>")
-        if ZERO_SHA.match(newrev):
+        if ZERO_SHA.fullmatch(newrev):
             return [], "git"  # a deleted ref: nothing to gate
         if ref.startswith("refs/tags/") and not is_valid_tag_name(ref[len("refs/tags/"):]):
             raise ValueError("invalid tag name")

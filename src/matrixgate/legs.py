@@ -63,12 +63,21 @@ class AttemptLimit(buildstep.BuildStep):
         return {"step": self.summary} if self.summary else super().getResultSummary()
 
 
+def matrix_env(leg: Leg) -> dict:
+    """The env the matrix gives the leg; secrets rendered by Buildbot (and redacted in logs)."""
+    return {name: Interpolate(f"%(secret:{value.name})s") if isinstance(value, SecretRef) else value
+            for name, value in leg.env.items()}
+
+
 def leg_env(leg: Leg) -> dict:
-    env: dict = {}
-    for name, value in leg.env.items():
-        env[name] = Interpolate(f"%(secret:{value.name})s") if isinstance(value, SecretRef) else value
-    env["MATRIX_LEG"] = leg.name
-    env["RELEASE_TAG"] = Property(props.RELEASE_TAG, default="")
+    """The env of the leg's commands: the matrix's, plus what the gate knows.
+
+    Plasma legs get the QEMU and image that the provision step chose (which honoured
+    PLASMAVMC_QEMU_PATH / PLASMAVMC_QCOW2_PATH from the matrix or the worker's env).
+    """
+    env = matrix_env(leg)
+    env.setdefault("MATRIX_LEG", leg.name)
+    env.setdefault("RELEASE_TAG", Property(props.RELEASE_TAG, default=""))
     if leg.is_plasma:
         env["PLASMAVMC_QEMU_PATH"] = Property("plasma_qemu_path", default="")
         env["PLASMAVMC_QCOW2_PATH"] = Property("plasma_qcow2_path", default="")
@@ -84,7 +93,7 @@ def leg_factory(leg: Leg, settings: Settings) -> BuildFactory:
         for script in ("probe.py", "provision.py", "vmsmoke.py"):
             factory.addStep(workersteps.download(script, haltOnFailure=True, doStepIf=props.is_real_run))
         factory.addStep(workersteps.Preflight(leg.requires, haltOnFailure=True, logEnviron=False, **real))
-        factory.addStep(workersteps.Provision(haltOnFailure=True, logEnviron=False, env=leg_env(leg), **real))
+        factory.addStep(workersteps.Provision(haltOnFailure=True, logEnviron=False, env=matrix_env(leg), **real))
         factory.addStep(workersteps.VmSmoke(leg.allow_tcg, haltOnFailure=True, logEnviron=False, **real))
     factory.addStep(Git(
         name="checkout", repourl=settings.repo_url, mode="full", method="fresh",
@@ -97,7 +106,7 @@ def leg_factory(leg: Leg, settings: Settings) -> BuildFactory:
     artifacts_root = settings.basedir / "artifacts" / leg.name
     for path in leg.artifacts:
         factory.addStep(FileUpload(
-            name=f"upload {Path(path).name}", workersrc=path,
+            name=f"upload {Path(path).name}"[:50], workersrc=path,
             masterdest=Interpolate(f"{artifacts_root}/%(prop:buildnumber)s/{path}"),
             alwaysRun=True, flunkOnFailure=False, warnOnFailure=True, **real))
     return factory

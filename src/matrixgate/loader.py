@@ -6,6 +6,7 @@ together; a file with any problem yields no objects at all, so nothing half-load
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -88,11 +89,14 @@ class _Checker:
         """Seconds as a number, or a string like ``90s``, ``30m``, ``2h``."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             seconds = float(value)
-        elif isinstance(value, str) and DURATION_RE.match(value.strip()):
-            number, unit = DURATION_RE.match(value.strip()).groups()
+        elif isinstance(value, str) and DURATION_RE.fullmatch(value.strip()):
+            number, unit = DURATION_RE.fullmatch(value.strip()).groups()
             seconds = float(number) * {"s": 1, "m": 60, "h": 3600, None: 1}[unit]
         else:
             self.p.add(path, f"must be a duration (seconds, or like 90s, 30m, 2h), got {value!r}")
+            return None
+        if not math.isfinite(seconds):
+            self.p.add(path, f"must be a finite duration, got {value!r}")
             return None
         if seconds <= 0:
             self.p.add(path, "must be greater than zero")
@@ -101,7 +105,7 @@ class _Checker:
 
     def name(self, value: Any, path: KeyPath) -> str | None:
         text = self.string(value, path)
-        if text is not None and not NAME_RE.match(text):
+        if text is not None and not NAME_RE.fullmatch(text):
             self.p.add(path, f"{text!r} is not a safe name: use lowercase letters, digits and '-', "
                              "starting with a letter or digit, at most 50 characters")
             return None
@@ -159,7 +163,7 @@ def parse_matrix(data: Any, problems: Problems) -> Matrix | None:
     top = c.mapping(data, (), ("version", "platform", "defaults", "legs", "release"), ("version", "legs"))
     if top is None:
         return None
-    if "version" in top and top["version"] != 1:
+    if "version" in top and (type(top["version"]) is not int or top["version"] != 1):
         problems.add(("version",), f"unsupported version {top['version']!r} (this Matrix Gate reads version 1)")
     platform = c.string(top.get("platform", "platform"), ("platform",)) or "platform"
     defaults = {"timeout": 1800, "wait_for_worker": 1800.0, "max_attempts": 2}
@@ -186,10 +190,10 @@ def parse_matrix(data: Any, problems: Problems) -> Matrix | None:
 
 
 def _parse_leg(c: _Checker, value: Any, path: KeyPath, defaults: dict) -> Leg | None:
+    before = len(c.p.messages)
     raw = c.mapping(value, path, LEG_KEYS, ("name", "components", "covers", "commands"))
     if raw is None:
         return None
-    before = len(c.p.messages)
     name = c.name(raw.get("name"), path + ("name",)) if "name" in raw else None
     if name in RESERVED_NAMES:
         c.p.add(path + ("name",), f"{name!r} is reserved for Matrix Gate's own builders")
@@ -243,6 +247,9 @@ def _command(c: _Checker, value: Any, path: KeyPath) -> Command | None:
     run = c.string(raw["run"], path + ("run",))
     name = c.string(raw["name"], path + ("name",)) if "name" in raw else (run and _command_name(run))
     timeout = c.integer(raw["timeout"], path + ("timeout",), 1) if "timeout" in raw else None
+    if name is not None and len(name) > 50:
+        c.p.add(path + ("name",), f"step names are at most 50 characters (Buildbot's limit), got {len(name)}")
+        return None
     if run is None or name is None or ("timeout" in raw and timeout is None):
         return None
     return Command(name=name, run=run, timeout=timeout)
@@ -261,12 +268,12 @@ def _env(c: _Checker, value: Any, path: KeyPath) -> dict:
     env: dict[str, str | SecretRef] = {}
     for key, item in value.items():
         where = path + (key,)
-        if not isinstance(key, str) or not ENV_NAME_RE.match(key):
+        if not isinstance(key, str) or not ENV_NAME_RE.fullmatch(key):
             c.p.add(where, f"{key!r} is not a valid environment variable name")
         elif isinstance(item, dict):
             raw = c.mapping(item, where, ("secret",), ("secret",))
             secret = raw and raw.get("secret")
-            if isinstance(secret, str) and SECRET_NAME_RE.match(secret):
+            if isinstance(secret, str) and SECRET_NAME_RE.fullmatch(secret):
                 env[key] = SecretRef(secret)
             elif raw is not None and "secret" in raw:
                 c.p.add(where + ("secret",), f"{secret!r} is not a valid secret name")
@@ -317,7 +324,7 @@ def parse_workers(data: Any, problems: Problems) -> WorkerSet | None:
     top = c.mapping(data, (), ("version", "workers"), ("version", "workers"))
     if top is None:
         return None
-    if "version" in top and top["version"] != 1:
+    if "version" in top and (type(top["version"]) is not int or top["version"] != 1):
         problems.add(("version",), f"unsupported version {top['version']!r} (this Matrix Gate reads version 1)")
     workers = []
     if isinstance(top.get("workers"), list) and not top["workers"]:
@@ -331,10 +338,10 @@ def parse_workers(data: Any, problems: Problems) -> WorkerSet | None:
 
 
 def _parse_worker(c: _Checker, value: Any, path: KeyPath) -> WorkerSpec | None:
+    before = len(c.p.messages)
     raw = c.mapping(value, path, WORKER_KEYS, ("name",))
     if raw is None:
         return None
-    before = len(c.p.messages)
     name = c.name(raw.get("name"), path + ("name",)) if "name" in raw else None
     if name == "gate":
         c.p.add(path + ("name",), "'gate' is reserved for the master's own orchestration worker")
@@ -344,7 +351,7 @@ def _parse_worker(c: _Checker, value: Any, path: KeyPath) -> WorkerSpec | None:
         max_builds = c.integer(max_builds, path + ("max_builds",), 1)
     local = c.boolean(raw.get("local", False), path + ("local",))
     secret = raw.get("password_secret", f"worker-{name}")
-    if not isinstance(secret, str) or not SECRET_NAME_RE.match(secret):
+    if not isinstance(secret, str) or not SECRET_NAME_RE.fullmatch(secret):
         c.p.add(path + ("password_secret",), f"{secret!r} is not a valid secret name")
     if len(c.p.messages) > before:
         return None

@@ -30,7 +30,7 @@ def tag_ref(tag: str) -> str:
 
 
 def is_valid_tag_name(tag: str) -> bool:
-    return bool(TAG_NAME_RE.match(tag)) and ".." not in tag and not tag.endswith((".", ".lock"))
+    return bool(TAG_NAME_RE.fullmatch(tag)) and ".." not in tag and not tag.endswith((".", ".lock"))
 
 
 def parse_ls_remote(output: str, tag: str) -> str | None:

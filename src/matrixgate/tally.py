@@ -125,6 +125,8 @@ def summary(tally: Tally, tag: str | None) -> str:
         return (f"{subject} passed WITH SKIPPED plasma legs ({skipped}): "
                 f"{tally.skipped[0].reason}")
     blockers = [o for o in tally.outcomes if o.counts and not o.green]
+    if not blockers:
+        return f"{subject} BLOCKED: no leg took part (all skipped or not requested)"
     prefix = "dry run of " if tally.dry_run else ""
     return f"{prefix}{subject} BLOCKED by {', '.join(blocked_text(o) for o in blockers)}"
 

@@ -78,10 +78,10 @@ def test_real_gate_needs_the_releasers_role(shared_gate):
 @pytest.mark.parametrize("params, field, text", [
     ({"dry_run": "yes", "revision": "0" * 40}, "dry_run", "JSON boolean"),
     ({"skip_plasma": True, "skip_reason": "  ", "branch": "v0.9.0"}, "skip_reason", "needs a reason"),
-    ({"revision": "not-a-sha"}, "_revision", "not a commit id"),
-    ({"branch": "v404.0.0"}, "_branch", "does not exist"),
-    ({"branch": "v0.9.0", "revision": "abcdef1"}, "_revision", "points at"),
-    ({}, "_branch", "Give a tag"),
+    ({"revision": "not-a-sha"}, "revision", "not a commit id"),
+    ({"branch": "v404.0.0"}, "branch", "does not exist"),
+    ({"branch": "v0.9.0", "revision": "abcdef1"}, "revision", "points at"),
+    ({}, "branch", "Give a tag"),
 ])
 def test_bad_properties_are_refused_before_any_request(shared_gate, params, field, text):
     master, _ = shared_gate

@@ -248,9 +248,6 @@ class TestBrokenFiles(ConfigErrorsMixin):
         with self.assertRaisesConfigError("GATE_REPO_URL is not set"):
             load_master(master_env)
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "BUG loader: command names are not limited to 50 characters (Buildbot's step name limit), so a "
-        "long `name:` passes the schema and Buildbot refuses the step without file, line or key path"))
     def test_long_command_name_is_a_schema_error(self, master_env, monkeypatch):
         matrix = master_env.parent / "long.yaml"
         matrix.write_text("version: 1\nlegs:\n  - name: a\n    components: [a, b]\n    covers: x\n"

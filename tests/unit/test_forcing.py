@@ -48,8 +48,6 @@ def test_strict_boolean_refuses_strings(value):
     assert str(info.value) == f"Skip plasma legs: must be true or false (a JSON boolean), got {value!r}"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG forcing.StrictBooleanParameter: `values in ([True], [False])` "
-                                       "is an == test, so JSON 1 / 0 (and 1.0) pass as booleans")
 def test_strict_boolean_refuses_numbers():
     with pytest.raises(ValidationError):
         strict().getFromKwargs({"skip_plasma": [1]})
@@ -222,9 +220,6 @@ class CrossCheckTest(unittest.TestCase):
         errors, _ = yield self.check({"branch": "v1.0.0"}, skip_plasma=True)
         self.assertLessEqual(set(errors), names)
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "BUG forcing.cross_check keys errors '_branch'/'_revision', but Buildbot 4.3 names the "
-        "fields of codebase '' 'branch'/'revision': the web UI throws on the unknown names"))
     @defer.inlineCallbacks
     def test_tag_and_revision_errors_name_form_fields(self):
         # The web UI attaches each error to the field of that fullName and throws

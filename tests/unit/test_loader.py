@@ -104,9 +104,6 @@ def test_missing_required_top_level_key(write):
     assert matrix_errors(path) == ["matrix.yaml:1: (top level): missing required key 'version'"]
 
 
-@pytest.mark.xfail(raises=TypeError, strict=True,
-                   reason="BUG loader._parse_leg: 'before' is counted after c.mapping() recorded the "
-                          "missing key, so Leg(commands=tuple(None)) raises TypeError")
 def test_missing_commands(write):
     path = write(third_leg("""\
         - name: third
@@ -116,8 +113,6 @@ def test_missing_commands(write):
     assert matrix_errors(path) == ["matrix.yaml:11: legs[2]: missing required key 'commands'"]
 
 
-@pytest.mark.xfail(raises=TypeError, strict=True,
-                   reason="BUG loader._parse_leg: same as missing commands, for 'components'")
 def test_missing_components(write):
     path = write(third_leg("""\
         - name: third
@@ -176,8 +171,6 @@ def test_unsafe_leg_names(write, name):
     assert matrix_errors(path) == [f"matrix.yaml:11: legs[2].name: {name!r} {UNSAFE}"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG loader.NAME_RE ends in '$', which matches before a final "
-                                       "newline: the name 'abc\\n' (YAML \"abc\\n\") is accepted")
 def test_name_with_trailing_newline_is_unsafe(write):
     path = write(third_leg("""\
         - name: "third\\n"
@@ -383,8 +376,6 @@ def test_good_durations(write, value, seconds):
     assert matrix.legs[0].wait_for_worker == 1800.0     # the default is untouched
 
 
-@pytest.mark.xfail(strict=True, reason="BUG loader._Checker.duration: YAML .nan passes 'seconds <= 0' "
-                                       "(NaN compares false), so a leg would wait for a worker forever")
 def test_nan_duration_is_refused(write):
     path = write(third_leg("""\
         - name: third
@@ -441,8 +432,6 @@ def test_unsupported_version(write):
         "matrix.yaml:1: version: unsupported version 2 (this Matrix Gate reads version 1)"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG loader.parse_matrix/parse_workers: `top['version'] != 1` "
-                                       "accepts `version: true` and `version: 1.0` (True == 1 == 1.0)")
 def test_boolean_version_is_refused(write):
     assert len(matrix_errors(write(HEAD.replace("version: 1", "version: true")))) == 1
 

@@ -68,8 +68,5 @@ def test_invalid_tag_names(tag):
     assert not is_valid_tag_name(tag)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG tags.TAG_NAME_RE (and HEX_RE, loader.NAME_RE/ENV_NAME_RE/"
-                                       "SECRET_NAME_RE) end in '$', which also matches before a final "
-                                       "newline: use re.fullmatch or \\Z")
 def test_trailing_newline_is_not_a_valid_tag_name():
     assert not is_valid_tag_name("v1\n")
