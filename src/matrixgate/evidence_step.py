@@ -7,6 +7,7 @@ endpoint as the UI's download button, so the evidence copy equals what people se
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -95,11 +96,25 @@ class WriteEvidence(buildstep.BuildStep):
             if artifacts.is_dir():
                 for path in sorted(p for p in artifacts.rglob("*") if p.is_file()):
                     files[f"artifacts/{path.relative_to(artifacts).as_posix()}"] = path
+        if buildid is not None:
+            plasma = yield self.plasma_record(buildid)
+            if plasma:
+                files["plasma.json"] = (json.dumps(plasma, indent=2, sort_keys=True) + "\n").encode()
         report = yield self.capabilities_of(outcome, buildid)
         return LegEvidence(
             name=outcome["leg"], result=outcome["result"], worker=outcome.get("worker"),
             capabilities=report, started_at=outcome.get("started_at"), complete_at=outcome.get("complete_at"),
             build_url=outcome.get("url"), files=files, note=outcome.get("reason") or "")
+
+    @defer.inlineCallbacks
+    def plasma_record(self, buildid) -> dict:
+        """How a plasma leg ran its VM: QEMU's version and path, the image and its sha256,
+        and what the VM smoke step proved."""
+        properties = yield self.master.db.builds.getBuildProperties(buildid)
+        record = {key[len("plasma_"):]: value[0] for key, value in properties.items() if key.startswith("plasma_")}
+        if "vm_smoke" in properties:
+            record["vm_smoke"] = properties["vm_smoke"][0]
+        return record
 
     @defer.inlineCallbacks
     def capabilities_of(self, outcome: dict, buildid):
