@@ -8,10 +8,11 @@ A broken matrix or worker file raises ``ConfigErrors`` listing every problem, so
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from buildbot.config.errors import ConfigErrors
-from buildbot.plugins import util
+from buildbot.warnings import ConfigWarning
 from twisted.python import log
 
 from . import dashboard, gate, legs, loader, publish, routing, schedulers, secrets, settings as settings_mod
@@ -29,6 +30,8 @@ def leg_workernames(leg, workerset: WorkerSet) -> list[str]:
 
 def build_config(cfg: Settings, matrix: Matrix, workerset: WorkerSet) -> dict:
     for warning in loader.legs_without_workers(matrix, workerset):
+        # Shown by `buildbot checkconfig` and in twistd.log at start, like Buildbot's own.
+        warnings.warn(f"WARNING: {warning}", ConfigWarning, stacklevel=1)
         log.msg(f"matrixgate: WARNING: {warning}")
     builders = [gate.gate_builder(matrix, cfg, WriteEvidence(cfg)), publish.publish_builder(matrix, cfg)]
     for leg in matrix.enabled_legs:

@@ -82,6 +82,9 @@ class DryRunPlan(buildstep.BuildStep):
         self.leg = leg
         self.repo_url = repo_url
 
+    def __repr__(self):
+        return f"DryRunPlan({self.leg.name})"
+
     @defer.inlineCallbacks
     def run(self):
         source = self.build.getSourceStamp("") or (self.build.sources[0] if self.build.sources else None)

@@ -42,6 +42,9 @@ class WriteEvidence(buildstep.BuildStep):
         self.settings = settings
         self.summary = ""
 
+    def __repr__(self):
+        return "WriteEvidence()"
+
     @defer.inlineCallbacks
     def run(self):
         outcomes = self.getProperty("gate_legs") or []

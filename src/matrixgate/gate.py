@@ -100,6 +100,9 @@ class GateFanOut(buildstep.BuildStep):
         self.brids: dict[int, str] = {}           # buildrequest id -> leg
         self.consumer = None
 
+    def __repr__(self):
+        return f"GateFanOut({len(self.matrix.enabled_legs)} legs)"
+
     # --- selection ------------------------------------------------------------------
     def select(self, tag, dry, skip_plasma, skip_reason, plasma_e2e) -> list[str]:
         """Fills the tally with every enabled leg; returns the legs to run."""
@@ -141,6 +144,8 @@ class GateFanOut(buildstep.BuildStep):
     def run(self):
         self.tag = self.getProperty(props.RELEASE_TAG) or None
         revision = self.getProperty(props.GATE_REVISION)
+        builderid = yield self.build.builder.getBuilderId()
+        self.setProperty("gate_url", getURLForBuild(self.master, builderid, self.build.number), "release gate")
         dry = props.is_dry_run(self.build)
         skip_plasma = props.flag(self.build, props.SKIP_PLASMA)
         skip_reason = (self.getProperty(props.SKIP_REASON) or "").strip()
@@ -319,6 +324,7 @@ def gate_factory(matrix: Matrix, settings: Settings, evidence_step=None) -> Buil
         set_properties={props.RELEASE_TAG: Property(props.RELEASE_TAG),
                         props.GATE_REVISION: Property(props.GATE_REVISION),
                         props.GATE_BUILDID: Property("buildid"),
+                        "gate_url": Property("gate_url"),
                         props.GATE_VERDICT: Property(props.GATE_VERDICT)},
         doStepIf=publish_allowed(matrix), hideStepIf=props.hide_skipped))
     return factory

@@ -11,7 +11,7 @@ from __future__ import annotations
 from buildbot.config import BuilderConfig
 from buildbot.process import buildstep
 from buildbot.process.factory import BuildFactory
-from buildbot.process.properties import Interpolate, Property
+from buildbot.process.properties import Property
 from buildbot.process.results import FAILURE, SUCCESS
 from buildbot.steps.shell import ShellCommand
 from buildbot.steps.source.git import Git
@@ -105,7 +105,7 @@ def publish_factory(matrix: Matrix, settings: Settings) -> BuildFactory:
     factory.addStep(Git(name="checkout", repourl=settings.repo_url, mode="full", method="fresh",
                         logEnviron=False, haltOnFailure=True, **guarded))
     env = {"RELEASE_TAG": Property(props.RELEASE_TAG), "RELEASE_REVISION": Property(props.GATE_REVISION),
-           "GATE_BUILD_URL": Interpolate(settings.web_url + "#/builders/%(prop:gate_builderid:-)s")}
+           "GATE_BUILD_URL": Property("gate_url", default="")}
     for command in matrix.release.publish:
         factory.addStep(ShellCommand(name=command.name, command=command.run, env=env, logEnviron=False,
                                      timeout=command.timeout or 1800, haltOnFailure=True, **guarded))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import shutil
-import subprocess
-import time
 import urllib.parse
 
 import pytest

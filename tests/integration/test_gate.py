@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from harness import GITHUB_SECRET, gate_builds_for, leg_builds_of_gate, result_name, wait_gate
+from harness import GITHUB_SECRET, leg_builds_of_gate, result_name, wait_gate
 
 pytestmark = pytest.mark.integration
 PLASMA_DEFAULT_LEGS = {"chainfire-flaredb", "flaredb-plasmavmc", "plasmavmc-creditservice", "creditservice-nightlight"}

@@ -8,7 +8,6 @@ that the guest reports the image id written into it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import gate_builds_for, result_name, wait_gate
+from harness import result_name, wait_gate
 
 pytestmark = pytest.mark.integration
 

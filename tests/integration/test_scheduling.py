@@ -6,7 +6,6 @@ its probe is pointed at a device that does not exist (a host whose KVM went away
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
