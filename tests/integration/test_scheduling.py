@@ -103,3 +103,24 @@ def test_without_a_capable_worker_the_request_fails_with_the_reason(kvm_master, 
     assert status == 200, body
     build = master.wait_builds("flaredb-plasmavmc", 1, timeout=30)[-1]
     assert result_name(build) == "success" and "dry run" in build["state_string"]
+
+
+def test_preflight_catches_kvm_that_went_away_since_the_probe(make_master, repo):
+    """stale-1's info/ file was written while KVM worked; at build time it does not."""
+    workers = """
+version: 1
+workers:
+  - name: stale-1
+    password_secret: worker-stale-1
+    properties: {kvm: true, nested_virt: true, qemu: true}
+"""
+    master = make_master(workers_yaml=workers, env={"GATE_SECRET_WORKER_STALE_1": "stale-1-password"})
+    master.start_worker("stale-1", "stale-1-password", env={"MATRIXGATE_KVM_DEVICE": "/nonexistent/kvm"})
+    status, body = master.force("force-flaredb-plasmavmc", user="dev", dry_run=False, revision=repo.head())
+    assert status == 200, body
+    build = master.wait_builds("flaredb-plasmavmc", 1, timeout=90)[0]
+    assert result_name(build) == "exception"                   # infrastructure, not a test failure
+    steps = {s["name"]: s for s in master.build_steps(build["buildid"])}
+    summary = steps["preflight kvm+qemu"]["state_string"]
+    assert "preflight failed on stale-1, not a test failure" in summary and "/nonexistent/kvm" in summary
+    assert "vm metadata across leader switch" not in steps and "checkout" not in steps  # nothing ran after it
