@@ -122,5 +122,6 @@ def leg_builder(leg: Leg, settings: Settings, workernames: list[str], can_start,
         collapseRequests=False,
         canStartBuild=can_start,
         nextWorker=next_worker,
-        properties={"matrix_leg": leg.name, "leg_requires": sorted(leg.requires)},
+        properties={"matrix_leg": leg.name, "leg_requires": sorted(leg.requires),
+                    "leg_fingerprint": leg.fingerprint},
     )

@@ -7,6 +7,7 @@ these objects and never re-checks YAML.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from dataclasses import dataclass, field
 
 #: Capabilities a leg may require and a worker may declare (and the probe may confirm).
@@ -58,6 +59,13 @@ class Leg:
     def description(self) -> str:
         needs = ", ".join(sorted(self.requires)) or "any worker"
         return f"{self.components[0]} → {self.components[1]}: {self.covers} (needs: {needs})"
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of what the leg runs: a passed build is reused only if this is unchanged."""
+        what = repr((sorted(self.requires), self.commands, sorted(self.env.items(), key=lambda kv: kv[0]),
+                     self.timeout, self.artifacts, self.allow_tcg))
+        return hashlib.sha256(what.encode()).hexdigest()[:16]
 
     def requested_for_tag(self, tag: str | None) -> bool:
         return bool(tag) and any(fnmatch.fnmatchcase(tag, p) for p in self.run_for_tags)

@@ -12,7 +12,7 @@ from buildbot.config import BuilderConfig
 from buildbot.process import buildstep
 from buildbot.process.factory import BuildFactory
 from buildbot.process.properties import Property
-from buildbot.process.results import FAILURE, SUCCESS
+from buildbot.process.results import FAILURE, SUCCESS, WARNINGS
 from buildbot.steps.shell import ShellCommand
 from buildbot.steps.source.git import Git
 from twisted.internet import defer
@@ -23,6 +23,7 @@ from .routing import GATE_WORKER
 from .settings import Settings
 
 PUBLISH_BUILDER = "release-publish"
+GATE_BUILDER = "release-gate"   # (gate.py imports this module's neighbours; no import cycle)
 LEDGER = ("matrixgate-release-ledger", "ReleaseLedger")
 
 
@@ -53,12 +54,18 @@ class ClaimRelease(buildstep.BuildStep):
         if not tag or not revision:
             self.summary = "nothing to publish: no tag or revision"
             return FAILURE
+        gate = yield self.green_gate(tag, revision)
+        if gate is None:
+            self.summary = (f"refused: no green, real gate of {tag} at {revision[:12]}; "
+                            "only a gated revision is published")
+            return FAILURE
         objectid = yield ledger_id(self.master)
         mine = {"state": "claimed", "revision": revision, "buildid": self.build.buildid,
-                "gate_buildid": self.getProperty(props.GATE_BUILDID)}
+                "gate_buildid": gate}
         entry = yield self.master.db.state.atomicCreateState(objectid, tag, lambda: mine)
         if entry.get("buildid") != self.build.buildid:
-            if entry.get("state") == "failed":
+            abandoned = yield self.abandoned(entry)
+            if entry.get("state") == "failed" or abandoned:
                 yield self.master.db.state.setState(objectid, tag, mine)
             else:
                 self.summary = (f"{tag} already {entry.get('state')} by publish build id {entry.get('buildid')} "
@@ -67,6 +74,38 @@ class ClaimRelease(buildstep.BuildStep):
                 return SUCCESS
         self.summary = f"claimed {tag} at {revision[:12]}"
         return SUCCESS
+
+    @defer.inlineCallbacks
+    def green_gate(self, tag: str, revision: str):
+        """The id of a green, real gate build of ``tag`` at ``revision``, or None.
+
+        The gate passes its own id when it triggers publish; a publish forced by hand must
+        name a tag whose revision a gate passed (its newest 50 builds are searched).
+        """
+        if self.getProperty(props.GATE_VERDICT) in ("green", "green-with-skips"):
+            return self.getProperty(props.GATE_BUILDID)
+        builder = self.master.botmaster.builders.get(GATE_BUILDER)
+        if builder is None:
+            return None
+        builderid = yield builder.getBuilderId()
+        builds = yield self.master.data.get(("builders", builderid, "builds"), order=["-number"], limit=50)
+        for build in builds:
+            if build["results"] not in (SUCCESS, WARNINGS):
+                continue
+            properties = yield self.master.db.builds.getBuildProperties(build["buildid"])
+            value = {name: item[0] for name, item in properties.items()}
+            if (value.get(props.RELEASE_TAG) == tag and value.get(props.GATE_REVISION) == revision
+                    and value.get(props.GATE_VERDICT) == "green" and value.get(props.DRY_RUN) is not True):
+                return build["buildid"]
+        return None
+
+    @defer.inlineCallbacks
+    def abandoned(self, entry: dict):
+        """A claim whose publish build ended without recording (the master died mid-publish)."""
+        if entry.get("state") != "claimed" or entry.get("buildid") is None:
+            return False
+        build = yield self.master.data.get(("builds", entry["buildid"]))
+        return build is None or build.get("complete_at") is not None
 
     def getResultSummary(self):
         return {"step": self.summary, "build": self.summary} if self.summary else super().getResultSummary()

@@ -102,7 +102,8 @@ def test_leg_builder():
     builder = legs.leg_builder(PLASMA, SETTINGS, ["kvm-1", "gate"], can_start, next_worker)
     assert builder.name == "flaredb-plasmavmc" and builder.workernames == ["kvm-1", "gate"]
     assert builder.tags == ["matrix", "plasma"] and builder.collapseRequests is False
-    assert builder.properties == {"matrix_leg": "flaredb-plasmavmc", "leg_requires": ["kvm", "qemu"]}
+    assert builder.properties == {"matrix_leg": "flaredb-plasmavmc", "leg_requires": ["kvm", "qemu"],
+                                  "leg_fingerprint": PLASMA.fingerprint}
     assert builder.canStartBuild is can_start and builder.nextWorker is next_worker
     assert legs.builder_tags(PLAIN) == ["matrix"]
 
