@@ -40,7 +40,7 @@ class LedgerTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.setup_test_reactor()
         yield self.setup_test_build_step(want_db=True)
 
-    def claim(self, tag="v1.2.3", revision=COMMIT, buildid=92):
+    def claim(self, tag="v1.2.3", revision=COMMIT, buildid=92, verdict="green"):
         self.setup_step(publish.ClaimRelease(name="claim-release"))
         self.build.buildid = buildid
         if tag:
@@ -48,6 +48,8 @@ class LedgerTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         if revision:
             self.build.setProperty(props.GATE_REVISION, revision, "trigger")
         self.build.setProperty(props.GATE_BUILDID, 7, "trigger")
+        if verdict:
+            self.build.setProperty(props.GATE_VERDICT, verdict, "trigger")
 
     @defer.inlineCallbacks
     def entry(self, tag="v1.2.3"):
@@ -86,6 +88,13 @@ class LedgerTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         yield self.run_step()
         entry = yield self.entry()
         self.assertEqual((entry["state"], entry["buildid"]), ("claimed", 92))
+
+    @defer.inlineCallbacks
+    def test_a_forced_publish_needs_a_green_gate_of_that_revision(self):
+        self.claim(verdict=None)         # forced by hand: no gate passed its verdict
+        self.expect_outcome(result=FAILURE)
+        yield self.run_step()
+        self.assertIsNone((yield self.entry()))
 
     @defer.inlineCallbacks
     def test_nothing_to_publish_without_a_tag(self):
