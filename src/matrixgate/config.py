@@ -45,7 +45,7 @@ def build_config(cfg: Settings, matrix: Matrix, workerset: WorkerSet) -> dict:
         "buildbotNetUsageData": None,
         "db": {"db_url": cfg.db_url, "engine_kwargs": {"pool_pre_ping": True}},
         "protocols": {"pb": {"port": f"tcp:{cfg.worker_port}:interface={cfg.worker_host}"}},
-        "workers": workers_mod.build_workers(workerset),
+        "workers": workers_mod.build_workers(workerset, cfg.parallel_gates),
         "builders": builders,
         "schedulers": schedulers.build_schedulers(matrix, cfg),
         "change_source": schedulers.build_change_sources(cfg),

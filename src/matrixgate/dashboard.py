@@ -26,7 +26,7 @@ from flask import Flask
 from . import capabilities, props, tally
 from .evidence_web import evidence_blueprint
 from .model import Leg, Matrix, WorkerSet
-from .routing import GATE_WORKER, REFUSALS
+from .routing import GATE_WORKER, REFUSALS, is_gate_slot
 from .settings import Settings
 
 DASHBOARD_NAME = "gate"
@@ -242,6 +242,8 @@ def workers_view(workers: list[dict], workerset: WorkerSet, probe_of) -> list[di
     view = []
     for worker in sorted(workers, key=lambda w: (w["name"] == GATE_WORKER, w["name"])):
         name = worker["name"]
+        if is_gate_slot(name):      # gate_2 …: more of the in-master gate worker, not shown apart
+            continue
         connected = bool(worker.get("connected_to"))
         spec = specs.get(name)
         declared = sorted(spec.capabilities) if spec else []

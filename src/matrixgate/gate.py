@@ -23,7 +23,7 @@ from twisted.python import log
 
 from . import gitops, props, tally
 from .model import Matrix
-from .routing import GATE_WORKER
+from .routing import gate_worker_names
 from .settings import Settings
 from .tags import tag_of
 from .waits import REASONS
@@ -333,7 +333,7 @@ def gate_factory(matrix: Matrix, settings: Settings, evidence_step=None) -> Buil
 def gate_builder(matrix: Matrix, settings: Settings, evidence_step=None) -> BuilderConfig:
     legs = ", ".join(leg.name for leg in matrix.enabled_legs)
     return BuilderConfig(
-        name=GATE_BUILDER, workernames=[GATE_WORKER], factory=gate_factory(matrix, settings, evidence_step),
+        name=GATE_BUILDER, workernames=gate_worker_names(settings.parallel_gates), factory=gate_factory(matrix, settings, evidence_step),
         tags=["gate"], collapseRequests=False,
         description=f"Release gate for tags matching {matrix.release.tags}: every leg ({legs}) at the tag's commit",
     )

@@ -19,6 +19,19 @@ from . import capabilities, props
 from .model import Leg
 
 GATE_WORKER = "gate"
+#: Extra in-master workers of the release-gate builder only.  Buildbot runs at most one build
+#: of a builder per worker, so with ``gate`` alone every gate waited for the previous one;
+#: ``_`` keeps these names apart from any declared worker's (loader: [a-z0-9-]).
+GATE_SLOT_PREFIX = f"{GATE_WORKER}_"
+
+
+def gate_worker_names(parallel_gates: int) -> list[str]:
+    """The workers of the release-gate builder: ``gate``, ``gate_2`` … ``gate_<n>``."""
+    return [GATE_WORKER] + [f"{GATE_SLOT_PREFIX}{i}" for i in range(2, max(1, parallel_gates) + 1)]
+
+
+def is_gate_slot(name: str) -> bool:
+    return name.startswith(GATE_SLOT_PREFIX)
 
 
 @dataclass

@@ -32,6 +32,19 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: not a whole number") from None
+    if not 1 <= value <= 100:
+        raise SettingsError(f"{name}={raw!r}: out of range 1-100")
+    return value
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -67,6 +80,8 @@ class Settings:
     wait_for_worker_override: float = 0.0
     #: How often the master looks for requests that no connected worker can take.
     wait_check_interval: float = 15.0
+    #: Gates that may run at the same time (each holds an in-master worker, no leg worker).
+    parallel_gates: int = 8
 
     @property
     def db_display(self) -> str:
@@ -106,4 +121,5 @@ def from_env(basedir: str | Path, env: Mapping[str, str] | None = None) -> Setti
         poll_interval=_seconds(env, "GATE_POLL_INTERVAL", 60.0),
         wait_for_worker_override=_seconds(env, "GATE_WAIT_FOR_WORKER", 0.0),
         wait_check_interval=_seconds(env, "GATE_WAIT_CHECK_INTERVAL", 15.0),
+        parallel_gates=_count(env, "GATE_PARALLEL_GATES", 8),
     )

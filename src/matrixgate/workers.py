@@ -15,15 +15,17 @@ from twisted.python import log
 
 from .model import WorkerSet
 from .props import INFO_KEY
-from .routing import GATE_WORKER
+from .routing import GATE_WORKER, gate_worker_names
 
 
 def worker_properties(spec) -> dict:
     return {"declared_capabilities": sorted(spec.capabilities)}
 
 
-def build_workers(workers: WorkerSet) -> list:
+def build_workers(workers: WorkerSet, parallel_gates: int = 1) -> list:
     built = [bbworker.LocalWorker(GATE_WORKER, max_builds=None)]
+    # one more in-master worker per gate that may run at the same time (release-gate only)
+    built += [bbworker.LocalWorker(name, max_builds=1) for name in gate_worker_names(parallel_gates)[1:]]
     for spec in workers.workers:
         if spec.local:
             built.append(bbworker.LocalWorker(

@@ -82,7 +82,7 @@ def test_green_with_skips_publishes_only_where_the_matrix_allows_it(tmp_path):
 def test_gate_builder():
     builder = gate.gate_builder(MATRIX, SETTINGS)
     assert (builder.name, builder.workernames, builder.tags, builder.collapseRequests) == (
-        "release-gate", ["gate"], ["gate"], False)
+        "release-gate", ["gate"] + [f"gate_{i}" for i in range(2, SETTINGS.parallel_gates + 1)], ["gate"], False)
     steps = [s.step_class for s in builder.factory.steps]
     assert steps == [gate.ResolveTag, gate.GateFanOut, Trigger]
     publish = builder.factory.steps[2]
