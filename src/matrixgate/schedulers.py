@@ -20,6 +20,35 @@ from .tags import tag_of
 GITPOLLER_WORKDIR = "gitpoller-work"
 
 
+class TagPoller(changes.GitPoller):
+    """Buildbot's GitPoller, except that a pushed tag is one change, at the tagged commit.
+
+    The stock poller makes one change per commit it had not seen, on the ref that brought
+    it in.  A tag pushed with commits no polled branch holds yet (a release branch not
+    pushed, or tags sorting before the branch in the same poll) became one change -- so
+    one gate -- per commit: pushing 12 tags on 12 new commits gave ``v3.10.0`` 9 gates.
+
+    For a tag ref this counts every ancestor of the tagged commit as seen (``^<tag>^``),
+    so ``git log`` lists the tagged commit alone, or nothing when a branch already brought
+    it in (``buildPushesWithNoCommits`` then names it anyway).  A root commit has no
+    parent: ``--ignore-missing`` drops that bound.
+    """
+
+    _BOUND = "matrixgate-tag-bound:"
+
+    def _process_changes(self, newRev, branch):
+        if not branch.startswith("refs/tags/") or not self.lastRev:
+            return super()._process_changes(newRev, branch)
+        bound = self._BOUND + branch
+        self.lastRev[bound] = f"{newRev}^"
+
+        def drop_bound(result):
+            if self.lastRev is not None:
+                self.lastRev.pop(bound, None)
+            return result
+        return super()._process_changes(newRev, branch).addBoth(drop_bound)
+
+
 def release_tag_filter(matrix: Matrix) -> util.ChangeFilter:
     def is_release_tag(change) -> bool:
         tag = tag_of(change.branch, change.category)
@@ -65,7 +94,7 @@ def build_change_sources(settings: Settings) -> list:
     """
     if not settings.repo_url or settings.poll_interval <= 0:
         return []
-    return [changes.GitPoller(
+    return [TagPoller(
         repourl=settings.repo_url,
         branches=lambda ref: ref.startswith(("refs/heads/", "refs/tags/")),
         buildPushesWithNoCommits=True,
