@@ -8,7 +8,7 @@ from buildbot.plugins import util
 from twisted.python import log
 
 from .auth import build_auth, build_authz
-from .hooks import SignedGitHook
+from .hooks import LimitedGitHubHandler, LimitedGitLabHandler, SignedGitHook
 from .settings import Settings
 
 VIEW_PLUGINS = ("waterfall_view", "console_view", "grid_view")
@@ -28,10 +28,13 @@ def landing_plugin() -> dict:
 
 
 def change_hook_dialects(settings: Settings) -> dict:
-    """Each dialect takes its secret from the secrets provider (file or environment)."""
+    """Each dialect takes its secret from the secrets provider (file or environment).
+
+    GitHub and GitLab use Buildbot's handlers through size-bounded subclasses (``hooks``)."""
     return {
-        "github": {"secret": util.Secret("github-webhook-secret"), "strict": True},
-        "gitlab": {"secret": util.Secret("gitlab-webhook-secret")},
+        "github": {"custom_class": LimitedGitHubHandler, "secret": util.Secret("github-webhook-secret"),
+                   "strict": True},
+        "gitlab": {"custom_class": LimitedGitLabHandler, "secret": util.Secret("gitlab-webhook-secret")},
         "git": {"custom_class": SignedGitHook, "secret": util.Secret("git-hook-secret"),
                 "repository": settings.repo_url},
     }
