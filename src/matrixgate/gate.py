@@ -14,7 +14,7 @@ from buildbot.config import BuilderConfig
 from buildbot.data import resultspec
 from buildbot.process import buildstep
 from buildbot.process.factory import BuildFactory
-from buildbot.process.properties import Interpolate, Properties, Property
+from buildbot.process.properties import Interpolate, Properties, Property, renderer
 from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS, Results
 from buildbot.reporters.utils import getURLForBuild
 from buildbot.steps.trigger import Trigger
@@ -302,6 +302,13 @@ def _epoch(value):
     return value.timestamp() if hasattr(value, "timestamp") else float(value)
 
 
+@renderer
+def this_buildid(properties):
+    """The running build's id.  Buildbot sets no ``buildid`` property (only ``buildnumber``):
+    ``Property("buildid")`` rendered None, and publish refused every gate's release."""
+    return properties.getBuild().buildid
+
+
 def publish_allowed(matrix: Matrix):
     def allowed(step) -> bool:
         verdict = step.getProperty(props.GATE_VERDICT)
@@ -323,7 +330,7 @@ def gate_factory(matrix: Matrix, settings: Settings, evidence_step=None) -> Buil
                        "branch": Interpolate("refs/tags/%(prop:release_tag)s"), "revision": Property(props.GATE_REVISION)}],
         set_properties={props.RELEASE_TAG: Property(props.RELEASE_TAG),
                         props.GATE_REVISION: Property(props.GATE_REVISION),
-                        props.GATE_BUILDID: Property("buildid"),
+                        props.GATE_BUILDID: this_buildid,
                         "gate_url": Property("gate_url"),
                         props.GATE_VERDICT: Property(props.GATE_VERDICT)},
         doStepIf=publish_allowed(matrix), hideStepIf=props.hide_skipped))
