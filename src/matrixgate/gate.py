@@ -123,7 +123,10 @@ class GateFanOut(buildstep.BuildStep):
 
     @defer.inlineCallbacks
     def find_reusable(self, leg: str, revision: str):
-        """A passing, real (not dry) build of ``leg`` at exactly ``revision``, or None."""
+        """A passing, real (not dry) build of ``leg`` at exactly ``revision``, or None.
+
+        Only a build of the leg as the matrix defines it now counts: a leg whose commands,
+        env or requirements changed since (another fingerprint) runs again."""
         builder = self.master.botmaster.builders.get(leg)
         if builder is None:
             return None
@@ -135,7 +138,8 @@ class GateFanOut(buildstep.BuildStep):
             properties = yield self.master.db.builds.getBuildProperties(build["buildid"])
             got = (properties.get("got_revision") or (None,))[0]
             dry = (properties.get(props.DRY_RUN) or (False,))[0]
-            if got == revision and dry is not True:
+            fingerprint = (properties.get("leg_fingerprint") or (None,))[0]
+            if got == revision and dry is not True and fingerprint == self.matrix.leg(leg).fingerprint:
                 return build
         return None
 
