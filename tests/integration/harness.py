@@ -146,8 +146,18 @@ class GateMaster:
     def stop(self, clean: bool = False) -> None:
         for name in list(self.workers):
             self.stop_worker(name)
+        pidfile = self.dir / "twistd.pid"
+        pid = int(pidfile.read_text()) if pidfile.exists() else None
         args = [str(BIN / "buildbot"), "stop"] + (["--clean"] if clean else []) + [str(self.dir)]
         subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=120)
+        # `buildbot stop` gives up after 10 s on a master that does not exit (a build wedged by
+        # a database outage never finishes): never leave it running on a shared machine
+        if pid is not None and Path(f"/proc/{pid}").exists():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            pidfile.unlink(missing_ok=True)
 
     def restart(self, clean: bool = True) -> None:
         args = [str(BIN / "buildbot"), "restart"] + (["--clean"] if clean else []) + [str(self.dir)]

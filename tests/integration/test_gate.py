@@ -24,6 +24,7 @@ def published_tags(master) -> list[str]:
     return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
 
 
+@pytest.mark.both_dbs           # also on a private PostgreSQL (conftest)
 def test_tag_push_gates_every_leg_at_the_tag_commit_and_publishes_once(shared_gate):
     master, repo = shared_gate
     commit = repo.commit("release 1.0.0")
@@ -52,6 +53,7 @@ def test_tag_push_gates_every_leg_at_the_tag_commit_and_publishes_once(shared_ga
         assert leg in table
 
 
+@pytest.mark.both_dbs           # also on a private PostgreSQL (conftest)
 def test_failing_leg_blocks_and_names_the_leg_and_never_publishes(shared_gate):
     master, repo = shared_gate
     repo.set_fault("NON_ATOMIC_CAS")
@@ -84,6 +86,7 @@ def test_branch_push_and_other_tags_start_no_gate(shared_gate):
     assert any(c["branch"] == "refs/tags/nightly-2026-12-04" for c in changes)  # seen, and ignored
 
 
+@pytest.mark.both_dbs           # also on a private PostgreSQL (conftest)
 def test_two_tags_back_to_back_get_two_gates_at_their_own_revisions(shared_gate):
     master, repo = shared_gate
     first = repo.commit("2.0.0")
@@ -103,6 +106,7 @@ def test_two_tags_back_to_back_get_two_gates_at_their_own_revisions(shared_gate)
             assert master.build_properties(build["buildid"])["got_revision"] == commit
 
 
+@pytest.mark.both_dbs           # also on a private PostgreSQL (conftest)
 def test_annotated_tag_and_tag_on_an_already_gated_commit(shared_gate):
     master, repo = shared_gate
     commit = repo.commit("3.0.0")
