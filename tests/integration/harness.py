@@ -8,6 +8,7 @@ developer would and read every result back through Buildbot's REST API.
 from __future__ import annotations
 
 import base64
+import http.client
 import http.cookiejar
 import json
 import os
@@ -209,17 +210,31 @@ class GateMaster:
     def get(self, path: str, **params):
         """A collection or object from /api/v2 (the list under its key), or None on error."""
         query = "?" + urllib.parse.urlencode(params, doseq=True) if params else ""
-        try:
-            with urllib.request.urlopen(f"{self.url}/api/v2/{path}{query}", timeout=10) as resp:
-                data = json.loads(resp.read())
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None
+        # A loaded machine (several masters at once) now and then cuts a response short:
+        # retry a read a few times before calling the master unreachable.
+        for attempt in range(3):
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v2/{path}{query}", timeout=10) as resp:
+                    data = json.loads(resp.read())
+                break
+            except urllib.error.HTTPError:
+                return None
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, ValueError):
+                if attempt == 2:
+                    return None
+                time.sleep(0.2)
         keys = [k for k in data if k != "meta"]
         return data[keys[0]] if keys else data
 
     def raw(self, path: str) -> bytes:
-        with urllib.request.urlopen(f"{self.url}/{path.lstrip('/')}", timeout=30) as resp:
-            return resp.read()
+        for attempt in range(3):
+            try:
+                with urllib.request.urlopen(f"{self.url}/{path.lstrip('/')}", timeout=30) as resp:
+                    return resp.read()
+            except (http.client.IncompleteRead, ConnectionResetError):
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
 
     def session(self, user: str | None):
         jar = http.cookiejar.CookieJar()
