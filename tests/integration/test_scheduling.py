@@ -85,10 +85,12 @@ def test_without_a_capable_worker_the_request_fails_with_the_reason(kvm_master, 
     status, body = master.force("force-flaredb-plasmavmc", user="dev", dry_run=False, revision=repo.head())
     assert status == 200, body
     builderid = master.builder_id("flaredb-plasmavmc")
+    # the note appears within a watcher pass; the refusal of liar-1 joins it once the
+    # distributor has offered liar-1 the request
     description = master.wait_for(
-        lambda: (lambda d: d if d and "waiting for a worker with kvm, qemu" in d else None)(
-            master.get(f"builders/{builderid}")[0]["description"]), 10, "the waiting note")
-    assert "refused liar-1" in description
+        lambda: (lambda d: d if d and "waiting for a worker with kvm, qemu" in d and "refused liar-1" in d
+                 else None)(master.get(f"builders/{builderid}")[0]["description"]), 10, "the waiting note")
+    assert "/nonexistent/kvm" in description
     request = master.wait_for(lambda: [r for r in master.buildrequests(builderid=builderid) if r["complete"]],
                               30, "the request to end")[0]
     assert request["results"] == 2                              # FAILURE, not a silent wait
