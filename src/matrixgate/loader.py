@@ -148,14 +148,19 @@ LEG_KEYS = ("name", "components", "covers", "requires", "commands", "env", "time
 DEFAULT_KEYS = ("timeout", "wait_for_worker", "max_attempts")
 
 
-def load_matrix(path: Path) -> Matrix:
+def _load(path: Path, parse: Callable[[Any, Problems], Any]):
+    """Read and parse one file; any problem at all raises DataError with all of them."""
     data, problems = yamlsource.load(path, _display(path))
     if problems:
         raise DataError(problems.messages)
-    matrix = parse_matrix(data, problems)
+    parsed = parse(data, problems)
     if problems:
         raise DataError(problems.messages)
-    return matrix
+    return parsed
+
+
+def load_matrix(path: Path) -> Matrix:
+    return _load(path, parse_matrix)
 
 
 def parse_matrix(data: Any, problems: Problems) -> Matrix | None:
@@ -310,13 +315,7 @@ WORKER_KEYS = ("name", "properties", "max_builds", "local", "password_secret")
 
 
 def load_workers(path: Path) -> WorkerSet:
-    data, problems = yamlsource.load(path, _display(path))
-    if problems:
-        raise DataError(problems.messages)
-    workers = parse_workers(data, problems)
-    if problems:
-        raise DataError(problems.messages)
-    return workers
+    return _load(path, parse_workers)
 
 
 def parse_workers(data: Any, problems: Problems) -> WorkerSet | None:
