@@ -138,6 +138,13 @@ def report(label: str, runs: dict, args):
             by.setdefault(b["builder"], []).append(b["done"] - b["new"])
         print("  Matrix Gate's other builds per gate: " + ", ".join(
             f"{k} {bl.median(v):.3f} s" for k, v in by.items()))
+        steps: dict[str, list] = {}
+        for r in mg:
+            for step in r.steps.values():
+                if step["buildid"] in r.other_builds and step.get("started") and step.get("done"):
+                    steps.setdefault(step["name"], []).append(step["done"] - step["started"])
+        if steps:
+            print(f"  {'':15s} their steps: " + ", ".join(f"{n} {bl.median(v):.3f}" for n, v in steps.items()))
     if getattr(mg[0], "db", None):
         print("  database round trips per gate (medians; --count-db): pool.do / pool.do_with_transaction")
         for kind, rs in (("Matrix Gate", mg), ("plain Buildbot", plain)):
