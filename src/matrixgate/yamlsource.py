@@ -3,6 +3,14 @@
 Validation errors must point at the line to fix, so we keep PyYAML's node marks as a map
 from key path (``('legs', 2, 'requires', 0)``) to line number, and report duplicate keys,
 which plain ``yaml.safe_load`` silently merges.
+
+Each file is parsed once: the node tree gives the line map, then the data is constructed
+from that same tree (what ``yaml.safe_load`` does, without parsing the text a second time).
+
+The parser is PyYAML's pure-Python ``SafeLoader`` even where libyaml is there: libyaml
+(``CSafeLoader``) is about 6x faster, but it accepts files ``SafeLoader`` refuses (a tab
+before a comment, ``?`` inside a flow-style value), so which files load, and the messages,
+would depend on how PyYAML was built.
 """
 
 from __future__ import annotations
@@ -65,19 +73,31 @@ def load(path: Path, display: str) -> tuple[Any, Problems]:
         problems.messages.append(f"{display}: cannot read: {exc.strerror or exc}")
         return None, problems
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = _parse(text, problems)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        problems.messages.append(f"{display}{line}: YAML syntax error: {exc.problem or exc}")
-        return None, problems
+        return None, Problems(display, messages=[f"{display}{line}: YAML syntax error: {exc.problem or exc}"])
     except yaml.YAMLError as exc:
-        problems.messages.append(f"{display}: YAML error: {exc}")
-        return None, problems
-    if node is not None:
-        _map_lines(node, (), problems)
+        return None, Problems(display, messages=[f"{display}: YAML error: {exc}"])
     return data, problems
+
+
+def _parse(text: str, problems: Problems) -> Any:
+    """``yaml.safe_load(text)``, mapping the node tree's lines into ``problems`` on the way.
+
+    The line map is taken before construction: constructing a mapping with a merge key
+    (``<<: *base``) rewrites the node's pairs in place, which would read as duplicates.
+    A problem is only kept if the whole file parses (the caller starts afresh on error)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _map_lines(node, (), problems)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _map_lines(node: yaml.Node, path: KeyPath, problems: Problems) -> None:
@@ -85,6 +105,8 @@ def _map_lines(node: yaml.Node, path: KeyPath, problems: Problems) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: set[object] = set()
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a list or mapping as a key: construction refuses it (unhashable)
             key = key_node.value
             if key in seen:
                 problems.lines[path + (key,)] = key_node.start_mark.line + 1

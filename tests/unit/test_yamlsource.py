@@ -66,3 +66,48 @@ def test_unsafe_tags_are_refused(tmp_path):
     data, problems = yamlsource.load(path, "u.yaml")
     assert data is None
     assert problems.messages and problems.messages[0].startswith("u.yaml")
+
+
+def test_each_file_is_parsed_once(tmp_path, monkeypatch):
+    """The line map and the data come from one parse (a second one doubled the load time)."""
+    import yaml
+    made = []
+
+    class Counting(yaml.SafeLoader):
+        def __init__(self, stream):
+            made.append(stream)
+            super().__init__(stream)
+
+    monkeypatch.setattr(yamlsource.yaml, "SafeLoader", Counting)
+    path = tmp_path / "m.yaml"
+    path.write_text("version: 1\nlegs:\n  - name: a\n")
+    data, problems = yamlsource.load(path, "m.yaml")
+    assert data == {"version": 1, "legs": [{"name": "a"}]} and problems.lines[("legs", 0)] == 3
+    assert len(made) == 1
+
+
+def test_merge_keys_are_not_duplicates(tmp_path):
+    """Constructing a merge (``<<: *base``) rewrites the node in place: lines are mapped first."""
+    path = tmp_path / "m.yaml"
+    path.write_text("base: &b {a: 1, c: 2}\nx:\n  <<: *b\n  a: 3\n")
+    data, problems = yamlsource.load(path, "m.yaml")
+    assert data == {"base": {"a": 1, "c": 2}, "x": {"a": 3, "c": 2}}
+    assert not problems
+    assert problems.lines[("x",)] == 2 and problems.lines[("x", "a")] == 4
+
+
+def test_a_list_as_a_key_is_a_syntax_error(tmp_path):
+    path = tmp_path / "k.yaml"
+    path.write_text("a: 1\n? [x, y]\n: 2\na: 3\n")
+    data, problems = yamlsource.load(path, "k.yaml")
+    assert data is None
+    assert problems.messages == ["k.yaml:2: YAML syntax error: found unhashable key"]   # no duplicate `a`
+
+
+def test_no_problem_survives_a_syntax_error(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("a: 1\na: 2\nb: !!python/name:os.system ''\n")
+    data, problems = yamlsource.load(path, "s.yaml")
+    assert data is None and problems.lines == {}
+    [message] = problems.messages
+    assert message.startswith("s.yaml:3: YAML syntax error: could not determine a constructor")
