@@ -606,7 +606,7 @@ for n in spec["legs"]:
     f.addStep(steps.ShellCommand(name="run", command=spec["command"], logEnviron=False))
     c["builders"].append(util.BuilderConfig(name=n, workernames=spec["workers"], factory=f))
     c["schedulers"].append(schedulers.Triggerable(name="leg-" + n, builderNames=[n]))
-    if spec.get("force_per_leg"):  # as Matrix Gate has: one force form per leg
+    if spec.get("force_per_leg"):  # as Matrix Gate had before force-leg: one force form per leg
         c["schedulers"].append(schedulers.ForceScheduler(name="force-" + n, builderNames=[n]))
 c["www"] = {"port": "tcp:%d:interface=127.0.0.1" % spec["web_port"],
             "plugins": {p: {} for p in spec["plugins"]},

@@ -68,7 +68,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="5,50,500")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before reading RSS")
     parser.add_argument("--plain-force", action="store_true",
-                        help="also plain Buildbot with one ForceScheduler per leg, as Matrix Gate has")
+                        help="also plain Buildbot with one ForceScheduler per leg, as Matrix Gate had before force-leg")
     parser.add_argument("--trace", action="store_true",
                         help="also start Matrix Gate once per size with bench/_trace.py: config-time breakdown")
     args = parser.parse_args()
@@ -122,7 +122,7 @@ def main() -> int:
                 mc, mb = bl.median(c), bl.median(results[("plain-buildbot", size)][key])
                 digits = 0 if unit == "MB" else 2
                 extra.append([size, f"{mc:.{digits}f} {unit}", f"{mc - mb:+.{digits}f} {unit}"])
-            print("  plain Buildbot + one ForceScheduler per leg (as Matrix Gate has):")
+            print("  plain Buildbot + one ForceScheduler per leg (as Matrix Gate had before force-leg):")
             print("  " + bl.table(["legs", "plain+force", "vs plain"], extra).replace("\n", "\n  "))
     rows = []
     for size in sizes:

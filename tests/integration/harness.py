@@ -258,6 +258,11 @@ class GateMaster:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"{}")
 
+    def force_leg(self, leg: str, user: str | None = "admin", **params) -> tuple[int, dict]:
+        """Force one leg as the web UI does from the leg's builder page: the one leg form
+        (``force-leg``) with that builder's id, as a string."""
+        return self.force("force-leg", user=user, builderid=str(self.builder_id(leg)), **params)
+
     def post_hook(self, dialect: str, body: bytes, headers: dict) -> tuple[int, bytes]:
         request = urllib.request.Request(f"{self.url}/change_hook/{dialect}", data=body, headers=headers)
         try:

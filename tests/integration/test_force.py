@@ -55,7 +55,7 @@ def test_anonymous_force_is_refused(shared_gate):
     before = request_count(master)
     status, body = master.force("force-release-gate", user=None, revision=repo.head())
     assert status == 403 and "role" in body["error"]["message"]
-    status, _ = master.force("force-chainfire-flaredb", user=None)
+    status, _ = master.force_leg("chainfire-flaredb", user=None)
     assert status == 403
     assert request_count(master) == before
 
@@ -71,6 +71,35 @@ def test_real_gate_needs_the_releasers_role(shared_gate):
     status, body = master.force("force-release-gate", user="rel", dry_run=False, revision=repo.head())
     assert status == 200, body
     assert request_count(master) == before + 1
+
+
+def test_the_leg_form_runs_the_one_leg_it_names(shared_gate):
+    master, repo = shared_gate
+    leg = "creditservice-nightlight"
+    builderid = master.builder_id(leg)
+    before = request_count(master)
+    # Buildbot's default for a force naming no builder would be every leg at once: refused.
+    status, body = master.force("force-leg", user="dev", dry_run=False, revision=repo.head())
+    assert status == 400, body
+    assert "Name the leg to run" in body["error"]["message"]["builderid"]
+    assert "force-release-gate" in body["error"]["message"]["builderid"]
+    for other in ("release-gate", "release-publish"):           # the leg form builds legs only
+        status, body = master.force("force-leg", user="admin", builderid=str(master.builder_id(other)),
+                                    dry_run=False, revision=repo.head())
+        assert status == 400 and "Not an enabled leg" in body["error"]["message"]["builderid"], body
+    status, body = master.force("force-leg", user="dev", builderNames=[leg, "chainfire-flaredb"])
+    assert status == 400 and "One leg per force" in body["error"]["message"]["builderid"], body
+    assert request_count(master) == before
+    # As the UI does it from the leg's page: that leg, and only it (a dry run by default).
+    status, body = master.force_leg(leg, user="dev", revision=repo.head(), reason="one leg")
+    assert status == 200, body
+    [(requested, brid)] = body["result"][1].items()
+    assert int(requested) == builderid
+    assert request_count(master) == before + 1
+    build = master.wait_for(lambda: [b for b in master.get(f"buildrequests/{brid}/builds") or [] if b["complete"]],
+                            60, "the forced leg")[0]
+    assert result_name(build) == "success" and "dry run" in build["state_string"]
+    assert master.build_properties(build["buildid"])["owner"] == "dev"
 
 
 @pytest.mark.parametrize("params, field, text", [

@@ -20,7 +20,7 @@ def test_one_builder_per_enabled_leg_with_tags(master):
 
 
 def test_forced_leg_runs_for_real_and_its_log_downloads(master, repo):
-    status, body = master.force("force-chainfire-flaredb", user="dev", dry_run=False,
+    status, body = master.force_leg("chainfire-flaredb", user="dev", dry_run=False,
                                 revision=repo.head(), reason="foundation test")
     assert status == 200, body
     build = master.wait_builds("chainfire-flaredb", 1, timeout=90)[0]

@@ -73,7 +73,7 @@ def test_broken_qemu_fails_the_leg_at_the_smoke_step_with_qemus_message(make_mas
     broken.write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && exec {real} --version\nexec {real} \"$@\" -machine no-such-machine\n")
     broken.chmod(0o755)
     master = make_master(env={"PLASMAVMC_QEMU_PATH": str(broken)})
-    status, body = master.force("force-plasmavmc-e2e", user="dev", dry_run=False, revision=repo.head())
+    status, body = master.force_leg("plasmavmc-e2e", user="dev", dry_run=False, revision=repo.head())
     assert status == 200, body
     build = master.wait_builds("plasmavmc-e2e", 1, timeout=120)[0]
     assert result_name(build) == "failure"
@@ -90,7 +90,7 @@ def test_an_explicit_image_is_used_instead_of_a_new_one(make_master, repo, tmp_p
                           "--out-dir", str(tmp_path / "img")], capture_output=True, text=True, check=True)
     given = json.loads(out.stdout.strip().splitlines()[-1])
     master = make_master(env={"PLASMAVMC_QCOW2_PATH": given["qcow2_path"]})
-    status, body = master.force("force-plasmavmc-e2e", user="dev", dry_run=False, revision=repo.head())
+    status, body = master.force_leg("plasmavmc-e2e", user="dev", dry_run=False, revision=repo.head())
     assert status == 200, body
     build = master.wait_builds("plasmavmc-e2e", 1, timeout=120)[0]
     assert result_name(build) == "success", build["state_string"]

@@ -55,7 +55,7 @@ def test_plasma_legs_run_only_where_kvm_really_is(kvm_master, repo):
     assert configured == {"kvm-1", "liar-1", "gate"}
     for _ in range(2):
         for leg in PLASMA + OTHERS:
-            status, body = master.force(f"force-{leg}", user="dev", dry_run=False, revision=repo.head())
+            status, body = master.force_leg(leg, user="dev", dry_run=False, revision=repo.head())
             assert status == 200, body
     for leg in PLASMA + OTHERS:
         master.wait_builds(leg, 2, timeout=240)
@@ -82,7 +82,7 @@ def test_without_a_capable_worker_the_request_fails_with_the_reason(kvm_master, 
     master = kvm_master
     master.stop_worker("kvm-1")
     master.wait_for(lambda: not master.worker_connected("kvm-1"), 30, "kvm-1 to disconnect")
-    status, body = master.force("force-flaredb-plasmavmc", user="dev", dry_run=False, revision=repo.head())
+    status, body = master.force_leg("flaredb-plasmavmc", user="dev", dry_run=False, revision=repo.head())
     assert status == 200, body
     builderid = master.builder_id("flaredb-plasmavmc")
     # the note appears within a watcher pass; the refusal of liar-1 joins it once the
@@ -101,7 +101,7 @@ def test_without_a_capable_worker_the_request_fails_with_the_reason(kvm_master, 
     master.wait_for(lambda: "waiting" not in master.get(f"builders/{builderid}")[0]["description"], 10,
                     "the waiting note to go")
     # a dry run needs no KVM: it runs anyway
-    status, body = master.force("force-flaredb-plasmavmc", user="dev", dry_run=True, revision=repo.head())
+    status, body = master.force_leg("flaredb-plasmavmc", user="dev", dry_run=True, revision=repo.head())
     assert status == 200, body
     build = master.wait_builds("flaredb-plasmavmc", 1, timeout=30)[-1]
     assert result_name(build) == "success" and "dry run" in build["state_string"]
@@ -118,7 +118,7 @@ workers:
 """
     master = make_master(workers_yaml=workers, env={"GATE_SECRET_WORKER_STALE_1": "stale-1-password"})
     master.start_worker("stale-1", "stale-1-password", env={"MATRIXGATE_KVM_DEVICE": "/nonexistent/kvm"})
-    status, body = master.force("force-flaredb-plasmavmc", user="dev", dry_run=False, revision=repo.head())
+    status, body = master.force_leg("flaredb-plasmavmc", user="dev", dry_run=False, revision=repo.head())
     assert status == 200, body
     build = master.wait_builds("flaredb-plasmavmc", 1, timeout=90)[0]
     assert result_name(build) == "exception"                   # infrastructure, not a test failure

@@ -50,7 +50,7 @@ class FakeForceEndpoint:
 ENDPOINT = FakeForceEndpoint(**{
     "force-release-gate": FakeSched([GATE_BUILDER]),
     "force-release-publish": FakeSched([PUBLISH_BUILDER]),
-    f"force-{LEG}": FakeSched([LEG]),
+    "force-leg": FakeSched([LEG, "flaredb-plasmavmc"]),
 })
 
 
@@ -80,8 +80,10 @@ def test_any_publish_force_needs_releasers():
 
 
 def test_leg_forces_are_not_matched():
-    assert not matches(f"force-{LEG}", dry_run=False)
-    assert not matches(f"force-{LEG}", dry_run=True)
+    assert not matches("force-leg", dry_run=False, builderNames=[LEG])
+    assert not matches("force-leg", dry_run=True, builderNames=[LEG])
+    assert not matches("force-leg", dry_run=False)                     # no leg named: refused by the form
+    assert not matches("force-leg", dry_run=False, builderNames=[GATE_BUILDER])   # not a leg: no builder
     assert not matches("no-such-scheduler", dry_run=False)
 
 
@@ -136,8 +138,9 @@ class AuthzTest(TestReactorMixin, unittest.TestCase):
             ("force-release-gate", ["users", "releasers"], {"dry_run": False}, True),
             ("force-release-publish", ["users"], {}, False),
             ("force-release-publish", ["users", "releasers"], {}, True),
-            (f"force-{LEG}", ["users"], {"dry_run": False}, True),
-            (f"force-{LEG}", [], {"dry_run": True}, False),
+            ("force-leg", ["users"], {"dry_run": False, "builderNames": [LEG]}, True),
+            ("force-leg", [], {"dry_run": True, "builderNames": [LEG]}, False),
+            ("force-leg", [], {"dry_run": True}, False),
         ]
         for schedulername, groups, options, expected in cases:
             got = yield self.allowed(schedulername, groups, **options)

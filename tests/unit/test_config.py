@@ -17,7 +17,7 @@ from buildbot.schedulers.triggerable import Triggerable
 from buildbot.test.util.config import ConfigErrorsMixin
 
 from matrixgate import config, loader, routing, settings
-from matrixgate.forcing import MatrixForceScheduler
+from matrixgate.forcing import LegForceScheduler, MatrixForceScheduler
 
 REPO = Path(__file__).resolve().parents[2]
 MASTER_CFG = REPO / "master.cfg"
@@ -124,8 +124,8 @@ def test_configured_ports(tmp_path):
 
 def test_schedulers(built):
     scheds = {s.name: s for s in built.c["schedulers"]}
-    expected = {"release-tags", "publish", "force-release-gate", "force-release-publish"}
-    expected |= {f"leg-{leg}" for leg in ENABLED} | {f"force-{leg}" for leg in ENABLED}
+    expected = {"release-tags", "publish", "force-release-gate", "force-release-publish", "force-leg"}
+    expected |= {f"leg-{leg}" for leg in ENABLED}
     assert set(scheds) == expected
     assert len(built.c["schedulers"]) == len(expected)
     assert isinstance(scheds["release-tags"], AnyBranchScheduler)
@@ -134,10 +134,12 @@ def test_schedulers(built):
     for leg in ENABLED:
         assert isinstance(scheds[f"leg-{leg}"], Triggerable)
         assert scheds[f"leg-{leg}"].builderNames == [leg]
-        assert isinstance(scheds[f"force-{leg}"], MatrixForceScheduler)
-        assert scheds[f"force-{leg}"].builderNames == [leg]
+    # one force form for every enabled leg, in matrix order (a force runs the one it names)
+    assert isinstance(scheds["force-leg"], LegForceScheduler)
+    assert scheds["force-leg"].builderNames == ENABLED
+    assert isinstance(scheds["force-release-gate"], MatrixForceScheduler)
     assert scheds["force-release-gate"].need_target is True
-    assert "leg-tenant-e2e" not in scheds and "force-tenant-e2e" not in scheds
+    assert "leg-tenant-e2e" not in scheds
 
 
 def test_load_requires_a_repository(tmp_path):
@@ -182,7 +184,7 @@ def test_master_cfg_loads(master_env):
     assert master.www["port"] == "tcp:8010:interface=127.0.0.1"
     assert master.db.db_url == "sqlite:///state.sqlite"
     assert master.protocols == {"pb": {"port": "tcp:9989:interface=127.0.0.1"}}
-    assert len(master.schedulers) == 4 + 2 * len(ENABLED)
+    assert len(master.schedulers) == 5 + len(ENABLED)      # 3 forms, 2 more schedulers, a Triggerable per leg
     assert (master_env / "secrets").is_dir() and (master_env / "evidence").is_dir()
     # No probe ran (MATRIXGATE_SKIP_LOCAL_PROBE): no worker info was written.
     assert not (master_env / "workers").exists()
