@@ -317,3 +317,41 @@ def test_app_serves_index_and_evidence(tmp_path, data):
     assert client.get("/evidence/x.tar.gz").status_code == 200
     config = dashboard.plugin_config(settings, MATRIX, WORKERS)["wsgi_dashboards"][0]
     assert config["name"] == "gate" and config["app"].name == "matrixgate_dashboard"
+
+
+def test_plugin_app_is_built_on_its_first_request(tmp_path, data):
+    """Buildbot mounts a small WSGI object; Flask is imported and the app built on the first
+    request, once, so checkconfig and start-up do not pay for them."""
+    from werkzeug.test import Client
+
+    from matrixgate.settings import Settings
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "x.tar.gz").write_bytes(b"\x1f\x8b\x08\x00")
+    settings = Settings(basedir=tmp_path, evidence_dir=tmp_path / "ev", web_url="http://localhost:8010/")
+    lazy = dashboard.plugin_config(settings, MATRIX, WORKERS)["wsgi_dashboards"][0]["app"]
+    assert isinstance(lazy, dashboard.LazyDashboard) and lazy._app is None
+
+    class Api:
+        dataGet = data
+        master = type("M", (), {"workers": type("W", (), {"workers": {}})()})()
+
+    lazy.buildbot_api = Api()           # as buildbot_wsgi_dashboards does at configuration
+    add_red(data)
+    client = Client(lazy)
+    response = client.get("/index.html")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert b"BLOCKED by flaredb-plasmavmc on worker kvm-1" in response.get_data()
+    app = lazy._app
+    assert app is not None and app.name == "matrixgate_dashboard"
+    assert client.get("/evidence/x.tar.gz").status_code == 200
+    assert client.get("/nothing-here").status_code == 404
+    assert lazy._app is app             # built once
+
+
+def test_loading_the_config_imports_no_flask():
+    import subprocess
+    import sys
+    code = ("import sys, matrixgate.config; "
+            "print(sorted(m for m in ('flask', 'werkzeug', 'matrixgate.evidence_web') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
