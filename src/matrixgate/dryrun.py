@@ -13,7 +13,6 @@ from buildbot.process import buildstep
 from buildbot.process.results import SUCCESS
 from twisted.internet import defer
 
-from . import props
 from .model import Leg, SecretRef
 
 #: Env names whose values are masked in the plan even when written in the matrix.
@@ -71,13 +70,13 @@ def plan_text(leg: Leg, *, repo_url: str, revision: str | None, branch: str | No
 
 
 class DryRunPlan(buildstep.BuildStep):
-    """Writes the plan log and ends SUCCESS with "dry run" in the summary."""
+    """Writes the plan log and ends SUCCESS with "dry run" in the summary.
+
+    It is the only step of a dry-run leg build (``legs.LegFactory``)."""
 
     name = "dry run plan"
 
     def __init__(self, leg: Leg, repo_url: str, **kwargs):
-        kwargs.setdefault("doStepIf", props.is_dry_step)
-        kwargs.setdefault("hideStepIf", props.hide_skipped)
         super().__init__(**kwargs)
         self.leg = leg
         self.repo_url = repo_url

@@ -2,18 +2,22 @@
 
 Runs on the master after the fan-out, for red gates too (a red gate's evidence says why
 the release was blocked).  Dry runs write none.  Logs are taken from the same data API
-endpoint as the UI's download button, so the evidence copy equals what people see.
+endpoint as the UI's download button, so the evidence copy equals what people see.  Each
+leg's logs are read as soon as that leg finishes (``EarlyGather``), so after the verdict
+only the files are left to write.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import weakref
 from pathlib import Path
 
 from buildbot.process import buildstep
 from buildbot.process.results import SUCCESS, WARNINGS
 from twisted.internet import defer, threads
+from twisted.python import log
 
 from . import capabilities, props
 from .evidence import GateEvidence, LegEvidence, write_evidence
@@ -30,16 +34,88 @@ def evidence_url(settings: Settings, relpath: str) -> str:
     return f"{settings.web_url}{EVIDENCE_URL_PATH}{relpath}"
 
 
+class LegFiles:
+    """What the evidence keeps of one leg build, read back from Buildbot's database."""
+
+    def __init__(self, buildid: int, files: dict, plasma: dict, probed: dict | None):
+        self.buildid = buildid
+        self.files = files
+        self.plasma = plasma
+        self.probed = probed
+
+
+@defer.inlineCallbacks
+def read_leg_files(master, settings: Settings, leg: str, buildid: int, number: int):
+    """A leg build's logs (as the UI's download button serves them), its uploaded artifacts
+    and what its plasma steps recorded."""
+    files: dict[str, bytes | Path] = {}
+    steps = yield master.data.get(("builds", buildid, "steps"))
+    for step in steps:
+        if step["results"] == 3 and step["hidden"]:  # skipped and hidden: nothing to keep
+            continue
+        logs = yield master.data.get(("steps", step["stepid"], "logs"))
+        for log in logs:
+            raw = yield master.data.get(("logs", log["logid"], "raw"))
+            if raw is None:
+                continue
+            name = f"logs/{step['number']:02d}-{slug(step['name'])}-{log['slug']}.log"
+            files[name] = raw["raw"].encode("utf-8") if isinstance(raw["raw"], str) else raw["raw"]
+    artifacts = settings.basedir / "artifacts" / leg / str(number)
+    if artifacts.is_dir():
+        for path in sorted(p for p in artifacts.rglob("*") if p.is_file()):
+            files[f"artifacts/{path.relative_to(artifacts).as_posix()}"] = path
+    properties = yield master.db.builds.getBuildProperties(buildid)
+    # How a plasma leg ran its VM: QEMU's version and path, the image and its sha256, and
+    # what the VM smoke step proved.
+    plasma = {key[len("plasma_"):]: value[0] for key, value in properties.items() if key.startswith("plasma_")}
+    if "vm_smoke" in properties:
+        plasma["vm_smoke"] = properties["vm_smoke"][0]
+    probed = properties.get(props.PROBED_CAPABILITIES)
+    return LegFiles(buildid, files, plasma, probed[0] if probed else None)
+
+
+class EarlyGather:
+    """Reads each leg's evidence as soon as that leg finishes, while the others still run.
+
+    The fan-out calls it for every finished or reused leg; the evidence step then only
+    waits for what is not read yet (usually the last leg's logs) instead of reading every
+    leg after the verdict.  Reads of a build are kept per gate build until its evidence
+    step takes them; a gate that ends before its evidence step just drops them.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._by_build: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __call__(self, step, outcome) -> None:
+        if props.is_dry_run(step.build) or outcome.buildid is None:
+            return
+        reading = read_leg_files(step.master, self.settings, outcome.leg, outcome.buildid, outcome.number)
+
+        def failed(failure):  # the evidence step reads it again and reports its own error
+            log.msg(f"matrixgate: early read of {outcome.leg}'s evidence failed: {failure.getErrorMessage()}")
+            return None
+        self._by_build.setdefault(step.build, {})[outcome.buildid] = reading.addErrback(failed)
+
+    def take(self, build) -> dict:
+        """``{buildid: Deferred(LegFiles | None)}`` read early for ``build``; forgets them."""
+        return self._by_build.pop(build, {})
+
+    def __repr__(self):
+        return "EarlyGather()"
+
+
 class WriteEvidence(buildstep.BuildStep):
     name = "evidence"
 
-    def __init__(self, settings: Settings, **kwargs):
+    def __init__(self, settings: Settings, early: EarlyGather | None = None, **kwargs):
         kwargs.setdefault("alwaysRun", True)
         kwargs.setdefault("doStepIf", props.is_real_run)
         kwargs.setdefault("hideStepIf", props.hide_skipped)
         kwargs.setdefault("flunkOnFailure", True)
         super().__init__(**kwargs)
         self.settings = settings
+        self.early = early
         self.summary = ""
 
     def __repr__(self):
@@ -48,9 +124,10 @@ class WriteEvidence(buildstep.BuildStep):
     @defer.inlineCallbacks
     def run(self):
         outcomes = self.getProperty("gate_legs") or []
+        read_early = self.early.take(self.build) if self.early else {}
         legs = []
         for outcome in outcomes:
-            legs.append((yield self.leg_evidence(outcome)))
+            legs.append((yield self.leg_evidence(outcome, read_early)))
         verdict = self.getProperty(props.GATE_VERDICT)
         this_build = yield self.master.data.get(("builds", self.build.buildid))
         gate = GateEvidence(
@@ -78,55 +155,30 @@ class WriteEvidence(buildstep.BuildStep):
         return SUCCESS if gate.result != "warnings" else WARNINGS
 
     @defer.inlineCallbacks
-    def leg_evidence(self, outcome: dict):
+    def leg_evidence(self, outcome: dict, read_early: dict):
         if outcome["state"] in ("skipped", "not-requested"):
             return None
-        files: dict[str, bytes | Path] = {}
         buildid = outcome.get("buildid")
+        files, probed = {}, None
         if buildid is not None:
-            steps = yield self.master.data.get(("builds", buildid, "steps"))
-            for step in steps:
-                if step["results"] == 3 and step["hidden"]:  # the skipped dry/real counterparts
-                    continue
-                logs = yield self.master.data.get(("steps", step["stepid"], "logs"))
-                for log in logs:
-                    raw = yield self.master.data.get(("logs", log["logid"], "raw"))
-                    if raw is None:
-                        continue
-                    name = f"logs/{step['number']:02d}-{slug(step['name'])}-{log['slug']}.log"
-                    files[name] = raw["raw"].encode("utf-8") if isinstance(raw["raw"], str) else raw["raw"]
-            artifacts = self.settings.basedir / "artifacts" / outcome["leg"] / str(outcome["number"])
-            if artifacts.is_dir():
-                for path in sorted(p for p in artifacts.rglob("*") if p.is_file()):
-                    files[f"artifacts/{path.relative_to(artifacts).as_posix()}"] = path
-        if buildid is not None:
-            plasma = yield self.plasma_record(buildid)
-            if plasma:
-                files["plasma.json"] = (json.dumps(plasma, indent=2, sort_keys=True) + "\n").encode()
-        report = yield self.capabilities_of(outcome, buildid)
+            leg_files = None
+            if buildid in read_early:
+                leg_files = yield read_early[buildid]
+            if leg_files is None:
+                leg_files = yield read_leg_files(self.master, self.settings, outcome["leg"], buildid,
+                                                 outcome["number"])
+            files = dict(leg_files.files)
+            if leg_files.plasma:
+                files["plasma.json"] = (json.dumps(leg_files.plasma, indent=2, sort_keys=True) + "\n").encode()
+            probed = leg_files.probed
         return LegEvidence(
             name=outcome["leg"], result=outcome["result"], worker=outcome.get("worker"),
-            capabilities=report, started_at=outcome.get("started_at"), complete_at=outcome.get("complete_at"),
-            build_url=outcome.get("url"), files=files, note=outcome.get("reason") or "")
+            capabilities=probed or self.reported_capabilities(outcome), started_at=outcome.get("started_at"),
+            complete_at=outcome.get("complete_at"), build_url=outcome.get("url"), files=files,
+            note=outcome.get("reason") or "")
 
-    @defer.inlineCallbacks
-    def plasma_record(self, buildid) -> dict:
-        """How a plasma leg ran its VM: QEMU's version and path, the image and its sha256,
-        and what the VM smoke step proved."""
-        properties = yield self.master.db.builds.getBuildProperties(buildid)
-        record = {key[len("plasma_"):]: value[0] for key, value in properties.items() if key.startswith("plasma_")}
-        if "vm_smoke" in properties:
-            record["vm_smoke"] = properties["vm_smoke"][0]
-        return record
-
-    @defer.inlineCallbacks
-    def capabilities_of(self, outcome: dict, buildid):
-        """The preflight's fresh probe if the leg ran one, else what the worker reported."""
-        if buildid is not None:
-            properties = yield self.master.db.builds.getBuildProperties(buildid)
-            fresh = properties.get(props.PROBED_CAPABILITIES)
-            if fresh:
-                return fresh[0]
+    def reported_capabilities(self, outcome: dict):
+        """Without a fresh probe from the leg's preflight: what the worker reported."""
         worker = self.master.workers.workers.get(outcome.get("worker") or "")
         return capabilities.worker_report(worker) if worker else None
 

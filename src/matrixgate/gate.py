@@ -90,12 +90,15 @@ class GateFanOut(buildstep.BuildStep):
 
     name = "legs"
 
-    def __init__(self, matrix: Matrix, settings: Settings, **kwargs):
+    def __init__(self, matrix: Matrix, settings: Settings, on_leg_finished=None, **kwargs):
         # WARNINGS (skipped plasma legs) must mark the whole gate, never leave it SUCCESS.
         kwargs.setdefault("warnOnWarnings", True)
         super().__init__(**kwargs)
         self.matrix = matrix
         self.settings = settings
+        # Called with (this step, the leg's outcome) as each leg is known: the evidence
+        # step reads finished legs' logs while the others still run.
+        self.on_leg_finished = on_leg_finished
         self.tally = tally.Tally()
         self.tag = None
         self.brids: dict[int, str] = {}           # buildrequest id -> leg
@@ -202,7 +205,12 @@ class GateFanOut(buildstep.BuildStep):
         outcome.state = "reused"
         yield self.fill_from_build(outcome, build)
         outcome.reason = f"reused build #{build['number']} (passed at this revision)"
+        self.leg_finished(outcome)
         yield self.addURL(f"{leg} #{build['number']} (reused)", outcome.url)
+
+    def leg_finished(self, outcome):
+        if self.on_leg_finished is not None:
+            self.on_leg_finished(self, outcome)
 
     @defer.inlineCallbacks
     def trigger_leg(self, leg: str, revision: str, dry: bool):
@@ -210,9 +218,10 @@ class GateFanOut(buildstep.BuildStep):
         outcome = self.tally.get(leg)
         outcome.state = "running"
         set_props = Properties()
+        # Only what the leg reads: each build property is a database write in every leg
+        # build.  The revision is the source stamp's; the gate is the buildset's parent.
         for name, value in (
             (props.DRY_RUN, dry), (props.RELEASE_TAG, self.tag or ""),
-            (props.GATE_REVISION, revision), (props.GATE_BUILDID, self.build.buildid),
             ("reason", f"{'dry run of ' if dry else ''}release gate for {self.tag or revision}"),
         ):
             set_props.setProperty(name, value, "release gate")
@@ -252,6 +261,7 @@ class GateFanOut(buildstep.BuildStep):
         else:
             outcome.reason = REASONS.by_request.get(brid) or f"never ran (request ended {Results[outcome.results]})"
         outcome.state = "done"
+        self.leg_finished(outcome)
         if not outcome.green:
             if outcome.results == SUCCESS:  # SUCCESS without a build must never pass
                 outcome.results = FAILURE
@@ -344,14 +354,17 @@ def publish_allowed(matrix: Matrix):
     return allowed
 
 
-def gate_factory(matrix: Matrix, settings: Settings, evidence_step=None) -> BuildFactory:
+def gate_factory(matrix: Matrix, settings: Settings, evidence_step=None, on_leg_finished=None) -> BuildFactory:
     factory = BuildFactory()
     factory.addStep(ResolveTag(settings.repo_url))
-    factory.addStep(GateFanOut(matrix, settings))
+    factory.addStep(GateFanOut(matrix, settings, on_leg_finished=on_leg_finished))
     if evidence_step is not None:
         factory.addStep(evidence_step)
+    # The gate's job ends with its verdict (and the evidence of it): it starts the publish
+    # build but does not wait for it.  A release's publish may take minutes and has its own
+    # builder, result and once-per-tag ledger; the gate stays green or red on its legs alone.
     factory.addStep(Trigger(
-        name="publish", schedulerNames=[PUBLISH_SCHEDULER], waitForFinish=True,
+        name="publish", schedulerNames=[PUBLISH_SCHEDULER], waitForFinish=False,
         sourceStamps=[{"codebase": "", "repository": settings.repo_url,
                        "branch": Interpolate("refs/tags/%(prop:release_tag)s"), "revision": Property(props.GATE_REVISION)}],
         set_properties={props.RELEASE_TAG: Property(props.RELEASE_TAG),
@@ -363,10 +376,11 @@ def gate_factory(matrix: Matrix, settings: Settings, evidence_step=None) -> Buil
     return factory
 
 
-def gate_builder(matrix: Matrix, settings: Settings, evidence_step=None) -> BuilderConfig:
+def gate_builder(matrix: Matrix, settings: Settings, evidence_step=None, on_leg_finished=None) -> BuilderConfig:
     legs = ", ".join(leg.name for leg in matrix.enabled_legs)
     return BuilderConfig(
-        name=GATE_BUILDER, workernames=gate_worker_names(settings.parallel_gates), factory=gate_factory(matrix, settings, evidence_step),
+        name=GATE_BUILDER, workernames=gate_worker_names(settings.parallel_gates),
+        factory=gate_factory(matrix, settings, evidence_step, on_leg_finished),
         tags=["gate"], collapseRequests=False,
         description=f"Release gate for tags matching {matrix.release.tags}: every leg ({legs}) at the tag's commit",
     )

@@ -1,8 +1,15 @@
 """One Buildbot builder per enabled matrix leg.
 
-A leg build: (dry run: print the plan, stop) or (attempt limit -> plasma preflight,
-provision and VM smoke -> checkout at the requested revision -> the leg's commands ->
-artifacts uploaded to the master).
+A leg build is one of two step lists, chosen when the build is created:
+
+* dry run: the plan, nothing else;
+* real run: (attempt limit, only when the build may be a retry) -> plasma preflight,
+  provision and VM smoke -> checkout at the requested revision -> the leg's commands ->
+  artifacts uploaded to the master.
+
+Choosing the list up front, rather than listing both and skipping half with ``doStepIf``,
+matters for speed: Buildbot records even a skipped step (three database transactions),
+and the slowest leg's extra steps are added to every gate.
 """
 
 from __future__ import annotations
@@ -10,16 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from buildbot.config import BuilderConfig
-from buildbot.process import buildstep
+from buildbot.process.buildstep import get_factory_from_step_or_factory
 from buildbot.process.factory import BuildFactory
 from buildbot.process.properties import Interpolate, Property
-from buildbot.process.results import FAILURE, SUCCESS
 from buildbot.steps.shell import ShellCommand
 from buildbot.steps.source.git import Git
 from buildbot.steps.transfer import FileUpload
-from twisted.internet import defer
 
-from . import props, workersteps
+from . import attempts, props, workersteps
 from .dryrun import DryRunPlan
 from .model import Leg, SecretRef
 from .settings import Settings
@@ -29,38 +34,6 @@ TAGS_FOR_LEG = ("matrix",)
 
 def builder_tags(leg: Leg) -> list[str]:
     return list(TAGS_FOR_LEG) + (["plasma"] if leg.is_plasma else [])
-
-
-class AttemptLimit(buildstep.BuildStep):
-    """Fails the request once a leg has been lost ``max_attempts`` times.
-
-    Buildbot requeues a build that ends RETRY (a worker lost mid-leg) forever; a gate
-    must end instead, and never count a lost leg as passed.
-    """
-
-    name = "attempt limit"
-
-    def __init__(self, max_attempts: int, **kwargs):
-        kwargs.setdefault("hideStepIf", lambda results, step: results == SUCCESS or props.hide_skipped(results, step))
-        super().__init__(**kwargs)
-        self.max_attempts = max_attempts
-        self.summary = ""
-
-    @defer.inlineCallbacks
-    def run(self):
-        brid = self.build.requests[0].id
-        builds = yield self.master.data.get(("buildrequests", brid, "builds"))
-        attempt = len(builds)
-        self.setProperty("leg_attempt", attempt, "attempt limit")
-        if attempt > self.max_attempts:
-            self.summary = (f"gave up: attempt {attempt} of at most {self.max_attempts}; earlier attempts "
-                            "lost their worker")
-            return FAILURE
-        self.summary = f"attempt {attempt} of {self.max_attempts}"
-        return SUCCESS
-
-    def getResultSummary(self):
-        return {"step": self.summary} if self.summary else super().getResultSummary()
 
 
 def matrix_env(leg: Leg) -> dict:
@@ -84,32 +57,59 @@ def leg_env(leg: Leg) -> dict:
     return env
 
 
-def leg_factory(leg: Leg, settings: Settings) -> BuildFactory:
-    real = {"doStepIf": props.is_real_run, "hideStepIf": props.hide_skipped}
-    factory = BuildFactory()
-    factory.addStep(DryRunPlan(leg, settings.repo_url))
-    factory.addStep(AttemptLimit(leg.max_attempts, haltOnFailure=True, **real))
+class LegFactory(BuildFactory):
+    """A build factory with a dry-run step list and a real one.
+
+    The request's ``dry_run`` property (set by the gate's trigger or the force form, and
+    fixed for the life of the request) picks the list when Buildbot creates the build.
+    """
+
+    compare_attrs = (*BuildFactory.compare_attrs, "dry_steps", "attempt_step")
+
+    def __init__(self, dry_steps, real_steps, attempt_step):
+        super().__init__(real_steps)
+        self.dry_steps = [get_factory_from_step_or_factory(step) for step in dry_steps]
+        self.attempt_step = get_factory_from_step_or_factory(attempt_step)
+
+    def steps_for(self, request) -> list:
+        if props.is_dry_run(request.properties):
+            return self.dry_steps
+        if attempts.may_be_retry(request):
+            return [self.attempt_step, *self.steps]
+        return self.steps
+
+    def newBuild(self, requests, builder):
+        build = super().newBuild(requests, builder)
+        build.setStepFactories(self.steps_for(requests[0]))
+        return build
+
+
+def leg_factory(leg: Leg, settings: Settings) -> LegFactory:
+    real = []
     if leg.is_plasma:
         for script in ("probe.py", "provision.py", "vmsmoke.py"):
-            factory.addStep(workersteps.download(script, haltOnFailure=True, doStepIf=props.is_real_run))
-        factory.addStep(workersteps.Preflight(leg.requires, haltOnFailure=True, logEnviron=False, **real))
-        factory.addStep(workersteps.Provision(haltOnFailure=True, logEnviron=False, env=matrix_env(leg), **real))
-        factory.addStep(workersteps.VmSmoke(leg.allow_tcg, haltOnFailure=True, logEnviron=False, **real))
-    factory.addStep(Git(
+            real.append(workersteps.download(script, haltOnFailure=True))
+        real.append(workersteps.Preflight(leg.requires, haltOnFailure=True, logEnviron=False))
+        real.append(workersteps.Provision(haltOnFailure=True, logEnviron=False, env=matrix_env(leg)))
+        real.append(workersteps.VmSmoke(leg.allow_tcg, haltOnFailure=True, logEnviron=False))
+    real.append(Git(
         name="checkout", repourl=settings.repo_url, mode="full", method="fresh",
-        logEnviron=False, haltOnFailure=True, **real))
+        logEnviron=False, haltOnFailure=True))
     env = leg_env(leg)
     for command in leg.commands:
-        factory.addStep(ShellCommand(
+        real.append(ShellCommand(
             name=command.name, command=command.run, env=env, logEnviron=False,
-            timeout=command.timeout or leg.timeout, haltOnFailure=True, **real))
+            timeout=command.timeout or leg.timeout, haltOnFailure=True))
     artifacts_root = settings.basedir / "artifacts" / leg.name
     for path in leg.artifacts:
-        factory.addStep(FileUpload(
+        real.append(FileUpload(
             name=f"upload {Path(path).name}"[:50], workersrc=path,
             masterdest=Interpolate(f"{artifacts_root}/%(prop:buildnumber)s/{path}"),
-            alwaysRun=True, flunkOnFailure=False, warnOnFailure=True, **real))
-    return factory
+            alwaysRun=True, flunkOnFailure=False, warnOnFailure=True))
+    return LegFactory(
+        dry_steps=[DryRunPlan(leg, settings.repo_url)],
+        real_steps=real,
+        attempt_step=attempts.AttemptLimit(leg.max_attempts, haltOnFailure=True))
 
 
 def leg_builder(leg: Leg, settings: Settings, workernames: list[str], can_start, next_worker) -> BuilderConfig:
@@ -122,6 +122,8 @@ def leg_builder(leg: Leg, settings: Settings, workernames: list[str], can_start,
         collapseRequests=False,
         canStartBuild=can_start,
         nextWorker=next_worker,
-        properties={"matrix_leg": leg.name, "leg_requires": sorted(leg.requires),
-                    "leg_fingerprint": leg.fingerprint},
+        # Recorded on every build so a later gate reuses it only while the leg is unchanged.
+        # (Each build property is a database write per build: only what is read goes here;
+        # the leg's name and requirements are the builder's name and description.)
+        properties={"leg_fingerprint": leg.fingerprint},
     )

@@ -34,10 +34,6 @@ def is_real_run(step) -> bool:
     return not is_dry_run(step.build)
 
 
-def is_dry_step(step) -> bool:
-    return is_dry_run(step.build)
-
-
 def hide_skipped(results, step) -> bool:
     from buildbot.process.results import SKIPPED
     return results == SKIPPED

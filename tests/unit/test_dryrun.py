@@ -105,17 +105,6 @@ def test_tcg_note_for_plasma_legs_that_allow_it():
     assert "  3. VM smoke: boot the image under KVM (TCG allowed)\n" in plan(leg)
 
 
-def test_runs_only_in_dry_runs():
-    step = dryrun.DryRunPlan(LEG, "x")
-    build_props = Properties()
-    fake = type("S", (), {"build": build_props})()
-    assert step.doStepIf(fake) is False
-    build_props.setProperty("dry_run", True, "test")
-    assert step.doStepIf(fake) is True
-    build_props.setProperty("dry_run", "yes", "test")
-    assert step.doStepIf(fake) is False
-
-
 class DryRunPlanStepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
     """The step, run by Buildbot's own step test harness on a fake build."""
 

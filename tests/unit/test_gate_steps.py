@@ -86,7 +86,8 @@ def test_gate_builder():
     steps = [s.step_class for s in builder.factory.steps]
     assert steps == [gate.ResolveTag, gate.GateFanOut, Trigger]
     publish = builder.factory.steps[2]
-    assert publish.kwargs["schedulerNames"] == ["publish"] and publish.kwargs["waitForFinish"] is True
+    assert publish.kwargs["schedulerNames"] == ["publish"]
+    assert publish.kwargs["waitForFinish"] is False     # the verdict does not wait for the release
     assert gate.leg_scheduler_name("a-leg") == "leg-a-leg"
 
 

@@ -16,7 +16,7 @@ from buildbot.test.steps import TestBuildStepMixin
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from matrixgate import legs, props, workersteps
+from matrixgate import attempts, legs, props, workersteps
 from matrixgate.dryrun import DryRunPlan
 from matrixgate.model import Command, Leg, SecretRef
 from matrixgate.settings import Settings
@@ -32,38 +32,74 @@ PLASMA = Leg(name="flaredb-plasmavmc", components=("flaredb", "plasmavmc"), cove
 
 
 def steps(leg):
+    """The real run's steps (a first attempt)."""
     return legs.leg_factory(leg, SETTINGS).steps
+
+
+def request(dry_run=None, brid=1, submitted=None):
+    properties = Properties()
+    if dry_run is not None:
+        properties.setProperty(props.DRY_RUN, dry_run, "test")
+    return SimpleNamespace(id=brid, properties=properties,
+                           submittedAt=submitted if submitted is not None else attempts.PROCESS_STARTED + 10)
 
 
 def test_plain_leg_steps():
     got = [(s.step_class, s.kwargs.get("name")) for s in steps(PLAIN)]
     assert got == [
-        (DryRunPlan, None), (legs.AttemptLimit, None), (Git, "checkout"),
-        (ShellCommand, "build"), (ShellCommand, "test"), (FileUpload, "upload junit.xml"),
+        (Git, "checkout"), (ShellCommand, "build"), (ShellCommand, "test"), (FileUpload, "upload junit.xml"),
     ]
 
 
 def test_plasma_leg_steps():
     got = [(s.step_class, s.kwargs.get("name")) for s in steps(PLASMA)]
     assert got == [
-        (DryRunPlan, None), (legs.AttemptLimit, None),
         (FileDownload, "send probe.py"), (FileDownload, "send provision.py"), (FileDownload, "send vmsmoke.py"),
         (workersteps.Preflight, None), (workersteps.Provision, None), (workersteps.VmSmoke, None),
         (Git, "checkout"), (ShellCommand, "vm"),
     ]
-    vm_smoke = steps(PLASMA)[7]
+    vm_smoke = steps(PLASMA)[5]
     assert vm_smoke.args == (True,)                                   # allow_tcg reaches the step
 
 
-def test_real_steps_are_skipped_in_dry_runs():
-    dry_build, real_build = Properties(), Properties()
-    dry_build.setProperty(props.DRY_RUN, True, "test")
-    for factory_step in steps(PLASMA)[1:]:
-        do = factory_step.kwargs["doStepIf"]
-        assert do(SimpleNamespace(build=real_build)) is True
-        assert do(SimpleNamespace(build=dry_build)) is False
-    dry_plan = steps(PLASMA)[0]
-    assert dry_plan.kwargs == {} and dry_plan.args == (PLASMA, "/srv/git/platform.git")
+def test_a_dry_run_gets_the_plan_and_nothing_else(monkeypatch):
+    monkeypatch.setattr(attempts, "STARTED", attempts.StartedRequests())
+    factory = legs.leg_factory(PLASMA, SETTINGS)
+    dry = factory.steps_for(request(dry_run=True, brid=10))
+    assert [s.step_class for s in dry] == [DryRunPlan]
+    assert dry[0].args == (PLASMA, "/srv/git/platform.git")
+    # only a real boolean counts: a string "yes", or no property, is a real run
+    for value in ("yes", None, False):
+        real = factory.steps_for(request(dry_run=value, brid=11 + (value is None) + 2 * (value is False)))
+        assert real == factory.steps and DryRunPlan not in [s.step_class for s in real]
+
+
+def test_a_build_that_may_be_a_retry_counts_its_attempts(monkeypatch):
+    started = attempts.StartedRequests()
+    monkeypatch.setattr(attempts, "STARTED", started)
+    factory = legs.leg_factory(PLAIN, SETTINGS)
+    first = factory.steps_for(request(brid=20))
+    assert first == factory.steps                                   # a new request: no extra step
+    again = factory.steps_for(request(brid=20))                     # requeued after a lost worker
+    assert [s.step_class for s in again] == [attempts.AttemptLimit] + [s.step_class for s in factory.steps]
+    assert again[0].args == (PLAIN.max_attempts,) and again[0].kwargs["haltOnFailure"] is True
+    # submitted before this master process started: it may have run before a restart
+    old = factory.steps_for(request(brid=21, submitted=attempts.PROCESS_STARTED - 60))
+    assert old[0].step_class is attempts.AttemptLimit
+
+
+def test_the_factory_builds_the_chosen_steps(monkeypatch):
+    monkeypatch.setattr(attempts, "STARTED", attempts.StartedRequests())
+    factory = legs.leg_factory(PLAIN, SETTINGS)
+    builder = SimpleNamespace(name=PLAIN.name, master=None, config_version=0, config=None)
+
+    def buildrequest(**kwargs):   # what Build() reads of a request besides its properties
+        return SimpleNamespace(**vars(request(**kwargs)), mergeSourceStampsWith=lambda others: [],
+                               mergeReasons=lambda others: "test")
+    build = factory.newBuild([buildrequest(dry_run=True, brid=30)], builder)
+    assert [s.step_class for s in build.stepFactories] == [DryRunPlan]
+    build = factory.newBuild([buildrequest(dry_run=False, brid=31)], builder)
+    assert build.stepFactories == factory.steps
 
 
 def test_shell_steps():
@@ -72,7 +108,7 @@ def test_shell_steps():
     for s in shells:
         # The worker's environment (and any secret in it) never reaches the log.
         assert s.kwargs["logEnviron"] is False and s.kwargs["haltOnFailure"] is True
-    git = steps(PLAIN)[2].kwargs
+    git = steps(PLAIN)[0].kwargs
     assert (git["repourl"], git["mode"], git["method"], git["logEnviron"]) == (
         "/srv/git/platform.git", "full", "fresh", False)
 
@@ -102,47 +138,7 @@ def test_leg_builder():
     builder = legs.leg_builder(PLASMA, SETTINGS, ["kvm-1", "gate"], can_start, next_worker)
     assert builder.name == "flaredb-plasmavmc" and builder.workernames == ["kvm-1", "gate"]
     assert builder.tags == ["matrix", "plasma"] and builder.collapseRequests is False
-    assert builder.properties == {"matrix_leg": "flaredb-plasmavmc", "leg_requires": ["kvm", "qemu"],
-                                  "leg_fingerprint": PLASMA.fingerprint}
+    assert builder.properties == {"leg_fingerprint": PLASMA.fingerprint}
+    assert "needs: kvm, qemu" in builder.description
     assert builder.canStartBuild is can_start and builder.nextWorker is next_worker
     assert legs.builder_tags(PLAIN) == ["matrix"]
-
-
-class AttemptLimitTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
-    """A request whose builds keep losing their worker ends after max_attempts."""
-
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.setup_test_reactor()
-        yield self.setup_test_build_step()
-
-    @defer.inlineCallbacks
-    def run_with_builds(self, count, max_attempts=2):
-        # setup_test_build_step already made build 92 for request 300.
-        yield self.master.db.insert_test_data([
-            fakedb.Build(id=93 + i, buildrequestid=300, number=8 + i, masterid=fakedb.FakeDBConnector.MASTER_ID,
-                         builderid=100, workerid=400) for i in range(count - 1)])
-        self.setup_step(legs.AttemptLimit(max_attempts, name="attempt-limit"))
-        self.build.requests = [SimpleNamespace(id=300)]
-
-    @defer.inlineCallbacks
-    def test_first_attempt(self):
-        yield self.run_with_builds(1)
-        self.expect_outcome(result=SUCCESS)
-        self.expect_property("leg_attempt", 1, "attempt limit")
-        self.expect_result_summary({"step": "attempt 1 of 2"})
-        yield self.run_step()
-
-    @defer.inlineCallbacks
-    def test_last_allowed_attempt(self):
-        yield self.run_with_builds(2)
-        self.expect_outcome(result=SUCCESS)
-        self.expect_property("leg_attempt", 2, "attempt limit")
-        yield self.run_step()
-
-    @defer.inlineCallbacks
-    def test_gives_up_after_max_attempts(self):
-        yield self.run_with_builds(3)
-        self.expect_outcome(result=FAILURE)
-        self.expect_result_summary({"step": "gave up: attempt 3 of at most 2; earlier attempts lost their worker"})
-        yield self.run_step()
