@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, distribution
 
 from buildbot.plugins import util
 from twisted.python import log
 
 from .auth import build_auth, build_authz
-from .hooks import LimitedGitHubHandler, LimitedGitLabHandler, SignedGitHook
 from .settings import Settings
 
 VIEW_PLUGINS = ("waterfall_view", "console_view", "grid_view")
@@ -20,11 +19,41 @@ def landing_plugin() -> dict:
     found through its entry point, so a stale install (``pip install -e .`` not re-run) only
     loses the redirect instead of failing the master's start."""
     from .www_landing import NAME
-    if not entry_points(group="buildbot.www", name=NAME):
+    if not _has_entry_point("buildbot.www", NAME):
         log.msg(f"matrixgate: www plugin {NAME} is not installed (re-run `pip install -e .`): "
                 "the UI opens on Home instead of the waterfall")
         return {}
     return {NAME: {}}
+
+
+def _has_entry_point(group: str, name: str) -> bool:
+    """Is ``name`` in ``group`` among this package's installed entry points?  Reads only
+    matrixgate's own metadata: ``entry_points()`` reads every installed package's."""
+    try:
+        found = distribution("matrixgate").entry_points
+    except PackageNotFoundError:
+        return False
+    return any(ep.group == group and ep.name == name for ep in found)
+
+
+# Buildbot's change hook resource makes a dialect's handler with ``custom_class(master,
+# options)`` when that dialect's first hook arrives.  These functions import the handlers
+# then, so Buildbot's GitHub and GitLab handler modules (and their imports) cost nothing
+# at checkconfig or start-up.
+
+def github_handler(master, options):
+    from .hooks import LimitedGitHubHandler
+    return LimitedGitHubHandler(master, options)
+
+
+def gitlab_handler(master, options):
+    from .hooks import LimitedGitLabHandler
+    return LimitedGitLabHandler(master, options)
+
+
+def git_handler(master, options):
+    from .hooks import SignedGitHook
+    return SignedGitHook(master, options)
 
 
 def change_hook_dialects(settings: Settings) -> dict:
@@ -32,10 +61,10 @@ def change_hook_dialects(settings: Settings) -> dict:
 
     GitHub and GitLab use Buildbot's handlers through size-bounded subclasses (``hooks``)."""
     return {
-        "github": {"custom_class": LimitedGitHubHandler, "secret": util.Secret("github-webhook-secret"),
+        "github": {"custom_class": github_handler, "secret": util.Secret("github-webhook-secret"),
                    "strict": True},
-        "gitlab": {"custom_class": LimitedGitLabHandler, "secret": util.Secret("gitlab-webhook-secret")},
-        "git": {"custom_class": SignedGitHook, "secret": util.Secret("git-hook-secret"),
+        "gitlab": {"custom_class": gitlab_handler, "secret": util.Secret("gitlab-webhook-secret")},
+        "git": {"custom_class": git_handler, "secret": util.Secret("git-hook-secret"),
                 "repository": settings.repo_url},
     }
 

@@ -346,12 +346,3 @@ def test_plugin_app_is_built_on_its_first_request(tmp_path, data):
     assert client.get("/evidence/x.tar.gz").status_code == 200
     assert client.get("/nothing-here").status_code == 404
     assert lazy._app is app             # built once
-
-
-def test_loading_the_config_imports_no_flask():
-    import subprocess
-    import sys
-    code = ("import sys, matrixgate.config; "
-            "print(sorted(m for m in ('flask', 'werkzeug', 'matrixgate.evidence_web') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

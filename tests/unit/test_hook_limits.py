@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from types import SimpleNamespace
 from unittest import mock
 
 from buildbot.process.properties import Secret
@@ -20,7 +21,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from matrixgate import web
-from matrixgate.hooks import MAX_JSON_BODY, LimitedGitHubHandler, LimitedGitLabHandler
+from matrixgate.hooks import MAX_JSON_BODY, LimitedGitHubHandler, LimitedGitLabHandler, SignedGitHook
 from matrixgate.settings import Settings
 
 GITHUB = "github-secret-0123"
@@ -167,6 +168,13 @@ class BoundedDialectsTest(TestReactorMixin, unittest.TestCase):
 
 
 def test_web_config_uses_the_bounded_classes(tmp_path):
+    """The config names functions that import the handlers on the first hook (not at start-up);
+    what Buildbot's change hook resource gets from ``custom_class(master, options)``:"""
     dialects = web.change_hook_dialects(Settings(basedir=tmp_path, repo_url="/srv/p.git"))
-    assert dialects["github"]["custom_class"] is LimitedGitHubHandler and dialects["github"]["strict"] is True
-    assert dialects["gitlab"]["custom_class"] is LimitedGitLabHandler
+    master = SimpleNamespace(name="fake master")
+    github = dialects["github"]["custom_class"](master, dialects["github"])
+    assert type(github) is LimitedGitHubHandler and dialects["github"]["strict"] is True
+    assert github.master is master
+    assert type(dialects["gitlab"]["custom_class"](master, dialects["gitlab"])) is LimitedGitLabHandler
+    git = dialects["git"]["custom_class"](master, dialects["git"])
+    assert type(git) is SignedGitHook and git.options["repository"] == "/srv/p.git"
