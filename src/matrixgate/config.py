@@ -88,6 +88,13 @@ def load(basedir: str | Path, env=None) -> dict:
         raise ConfigErrors(["GATE_REPO_URL is not set: the gate needs the repository it gates "
                             "(the demo launcher `matrixgate demo` sets it to the example platform)"])
     cfg.evidence_dir.mkdir(parents=True, exist_ok=True)
+    probing = None
     if os.environ.get("MATRIXGATE_SKIP_LOCAL_PROBE") != "1":
-        workers_mod.probe_local_workers(cfg.basedir, workerset)
-    return build_config(cfg, matrix, workerset)
+        # in a thread while the config is built (the probe mostly waits for QEMU to answer);
+        # its info files are written before the config is handed to Buildbot
+        probing = workers_mod.BackgroundProbe(cfg.basedir, workerset)
+    try:
+        return build_config(cfg, matrix, workerset)
+    finally:
+        if probing is not None:
+            probing.wait()

@@ -8,6 +8,7 @@ ties up a worker a leg needs.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 from buildbot.plugins import util, worker as bbworker
@@ -59,3 +60,28 @@ def probe_local_workers(basedir: Path, workers: WorkerSet, probe=None) -> dict[s
         (info / INFO_KEY).write_text(json.dumps(report, sort_keys=True) + "\n", encoding="utf-8")
         reports[spec.name] = report
     return reports
+
+
+class BackgroundProbe:
+    """:func:`probe_local_workers` in a thread, so that it overlaps building the config: the
+    probe mostly waits for ``qemu-system-x86_64 --version`` and ``qemu-img --version``
+    (20-50 ms).  :meth:`wait` returns its reports, or raises what it raised."""
+
+    def __init__(self, basedir: Path, workers: WorkerSet, probe=None):
+        self.reports: dict[str, dict] | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(basedir, workers, probe),
+                                        name="matrixgate-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self, basedir, workers, probe):
+        try:
+            self.reports = probe_local_workers(basedir, workers, probe)
+        except BaseException as exc:  # handed to wait()
+            self.error = exc
+
+    def wait(self) -> dict[str, dict]:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.reports

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from buildbot.process.properties import Secret
 from buildbot.worker import Worker
 from buildbot.worker.local import LocalWorker
@@ -58,3 +59,19 @@ def test_no_probe_without_local_workers(tmp_path):
     called = []
     assert workers.probe_local_workers(tmp_path, spec, probe=lambda: called.append(1)) == {}
     assert called == [] and not (tmp_path / "workers").exists()
+
+
+def test_background_probe_writes_the_same_files(tmp_path):
+    report = {"capabilities": ["kvm"], "kvm": {"ok": True}}
+    spec = loader.load_workers(REPO / "workers" / "workers.yaml")
+    probing = workers.BackgroundProbe(tmp_path, spec, probe=lambda: report)
+    assert probing.wait() == {"local-kvm": report, "local-basic": report}
+    assert capabilities.probed((tmp_path / "workers" / "local-basic" / "info" / INFO_KEY).read_text()) == report
+
+
+def test_background_probe_hands_its_error_to_wait(tmp_path):
+    (tmp_path / "workers").write_text("not a directory")      # the info files cannot be written
+    spec = loader.load_workers(REPO / "workers" / "workers.yaml")
+    probing = workers.BackgroundProbe(tmp_path, spec, probe=lambda: {"capabilities": []})
+    with pytest.raises(OSError):
+        probing.wait()
