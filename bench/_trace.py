@@ -24,7 +24,8 @@ TRACED = [
     ("matrixgate.gate", "GateFanOut", "publish_results"),
     ("matrixgate.evidence_step", "WriteEvidence", "run"),
     ("matrixgate.evidence", None, "write_evidence"),
-    ("matrixgate.legs", "AttemptLimit", "run"),
+    ("matrixgate.legs", "AttemptLimit", "run"),       # before it moved to matrixgate.attempts
+    ("matrixgate.attempts", "AttemptLimit", "run"),
     ("matrixgate.workers", None, "probe_local_workers"),
     ("matrixgate.config", None, "build_config"),
     ("matrixgate.config", None, "load_data"),
@@ -66,8 +67,8 @@ def install(path: str | None = None) -> None:
             module = importlib.import_module(module_name)
         except ImportError:
             continue
-        owner = getattr(module, cls_name) if cls_name else module
-        fn = getattr(owner, attr, None)
+        owner = getattr(module, cls_name, None) if cls_name else module
+        fn = getattr(owner, attr, None)   # a name this copy of the package lacks: not traced
         if fn is None or getattr(fn, "__matrixgate_traced__", False):
             continue
         what = f"{cls_name + '.' if cls_name else ''}{attr}"
