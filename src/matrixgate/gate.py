@@ -1,4 +1,4 @@
-"""The ``release-gate`` builder: resolve the tag, fan out to every leg, tally, publish.
+"""The ``release-gate`` builder: resolve the tag, fan out to every leg, tally, evidence, publish.
 
 The gate runs on the master's own ``gate`` worker, so it never takes a worker a leg
 needs.  Its fan-out step triggers one Triggerable per leg at exactly the tag's commit,
@@ -9,10 +9,10 @@ waits for all of them so the evidence is complete.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from buildbot.config import BuilderConfig
-from buildbot.data import resultspec
 from buildbot.process import buildstep
 from buildbot.process.factory import BuildFactory
 from buildbot.process.properties import Interpolate, Properties, Property, renderer
@@ -37,52 +37,48 @@ def leg_scheduler_name(leg: str) -> str:
     return f"leg-{leg}"
 
 
-class ResolveTag(buildstep.BuildStep):
-    """Which tag, which commit: annotated tags are peeled to the commit they name."""
+@dataclass
+class Target:
+    """What a gate build gates: the tag (if any) and the commit, or why it cannot."""
 
-    name = "resolve tag"
+    tag: str | None = None
+    commit: str | None = None
+    lines: list[str] = field(default_factory=list)   # how it was resolved, for the log
+    refused: int | None = None                         # FAILURE / EXCEPTION when nothing can be gated
+    summary: str = ""
 
-    def __init__(self, repo_url: str, **kwargs):
-        kwargs.setdefault("haltOnFailure", True)
-        super().__init__(**kwargs)
-        self.repo_url = repo_url
-        self.summary = ""
 
-    @defer.inlineCallbacks
-    def run(self):
-        source = self.build.getSourceStamp("")
-        tag = self.getProperty(props.RELEASE_TAG) or tag_of(source.branch if source else None,
-                                                             self.getProperty("category"))
-        given = source.revision if source else None
-        lines = [f"repository: {self.repo_url}", f"tag: {tag or '(none)'}", f"revision given: {given or '(none)'}"]
-        if tag:
-            try:
-                commit = yield gitops.resolve_tag(self.repo_url, tag)
-            except gitops.GitError as exc:
-                self.summary = f"cannot resolve tag {tag}: {exc}"
-                yield self.addCompleteLog("resolve", "\n".join(lines + [self.summary]) + "\n")
-                return EXCEPTION
-            if commit is None:
-                self.summary = f"tag {tag} does not exist in {self.repo_url}"
-                yield self.addCompleteLog("resolve", "\n".join(lines + [self.summary]) + "\n")
-                return FAILURE
-            if given and given != commit:
-                lines.append(f"note: the change named {given}, the tag's commit is {commit} "
-                             "(an annotated tag object, or the tag moved); gating the commit")
-        elif given:
-            commit = given
-        else:
-            self.summary = "nothing to gate: neither a tag nor a revision was given"
-            return FAILURE
-        lines.append(f"gating commit: {commit}")
-        self.setProperty(props.RELEASE_TAG, tag or "", "resolve tag")
-        self.setProperty(props.GATE_REVISION, commit, "resolve tag")
-        self.summary = f"{tag} -> {commit[:12]}" if tag else f"revision {commit[:12]}"
-        yield self.addCompleteLog("resolve", "\n".join(lines) + "\n")
-        return SUCCESS
-
-    def getResultSummary(self):
-        return {"step": self.summary} if self.summary else super().getResultSummary()
+@defer.inlineCallbacks
+def resolve_target(build, repo_url: str):
+    """Which tag, which commit: annotated tags are peeled to the commit they name, and the
+    tag is asked of the repository now (a moved tag gates its new commit)."""
+    source = build.getSourceStamp("")
+    tag = build.getProperty(props.RELEASE_TAG) or tag_of(source.branch if source else None,
+                                                         build.getProperty("category"))
+    given = source.revision if source else None
+    target = Target(tag=tag or None)
+    target.lines = [f"repository: {repo_url}", f"tag: {tag or '(none)'}", f"revision given: {given or '(none)'}"]
+    if tag:
+        try:
+            commit = yield gitops.resolve_tag(repo_url, tag)
+        except gitops.GitError as exc:
+            target.refused, target.summary = EXCEPTION, f"cannot resolve tag {tag}: {exc}"
+            return target
+        if commit is None:
+            target.refused, target.summary = FAILURE, f"tag {tag} does not exist in {repo_url}"
+            return target
+        if given and given != commit:
+            target.lines.append(f"note: the change named {given}, the tag's commit is {commit} "
+                                "(an annotated tag object, or the tag moved); gating the commit")
+    elif given:
+        commit = given
+    else:
+        target.refused, target.summary = FAILURE, "nothing to gate: neither a tag nor a revision was given"
+        return target
+    target.commit = commit
+    target.lines.append(f"gating commit: {commit}")
+    target.summary = f"{tag} -> {commit[:12]}" if tag else f"revision {commit[:12]}"
+    return target
 
 
 class GateFanOut(buildstep.BuildStep):
@@ -101,6 +97,8 @@ class GateFanOut(buildstep.BuildStep):
         self.on_leg_finished = on_leg_finished
         self.tally = tally.Tally()
         self.tag = None
+        self.resolved: list[str] = []             # how the tag was resolved (top of the log)
+        self.refusal = ""                         # why nothing was gated, if so
         self.brids: dict[int, str] = {}           # buildrequest id -> leg
         self.consumer = None
 
@@ -126,69 +124,64 @@ class GateFanOut(buildstep.BuildStep):
         return run
 
     @defer.inlineCallbacks
-    def find_reusable(self, leg: str, revision: str):
-        """A passing, real (not dry) build of ``leg`` at exactly ``revision``, or None.
+    def find_reusable(self, legs: list[str], revision: str):
+        """``{leg: build}``: for each of ``legs``, its newest passing, real (not dry) build at
+        exactly ``revision``, if any.
 
         Only a build of the leg as the matrix defines it now counts: a leg whose commands,
-        env or requirements changed since (another fingerprint) runs again."""
-        builder = self.master.botmaster.builders.get(leg)
-        if builder is None:
-            return None
-        builderid = yield builder.getBuilderId()
-        builds = yield self.master.data.get(
-            ("builders", builderid, "builds"),
-            filters=[resultspec.Filter("results", "eq", [SUCCESS])], order=["-number"], limit=50)
-        if not builds:
-            return None
-        wanted = ("got_revision", props.DRY_RUN, "leg_fingerprint")
-        found = yield self.build_properties([build["buildid"] for build in builds], wanted)
-        for build in builds:
-            properties = found.get(build["buildid"], {})
-            got = properties.get("got_revision")
-            dry = properties.get(props.DRY_RUN, False)
-            fingerprint = properties.get("leg_fingerprint")
-            if got == revision and dry is not True and fingerprint == self.matrix.leg(leg).fingerprint:
-                return build
-        return None
-
-    def build_properties(self, buildids: list[int], names: tuple[str, ...]):
-        """``{buildid: {name: value}}``: the properties ``names`` of ``buildids``, in one query.
-
-        Reading each candidate's properties on its own (``getBuildProperties``, as the data
-        API does) costs a database round trip per build, so the lookup grew with history: with
-        40 passing builds per leg it delayed a 4-leg gate's first trigger by about 190 ms; with
-        one query per leg it stays near 20 ms (docs/performance.md)."""
-        def thd(conn):
-            table = self.master.db.model.build_properties
-            query = sa.select(table.c.buildid, table.c.name, table.c.value).where(
-                table.c.buildid.in_(buildids), table.c.name.in_(names))
-            found: dict[int, dict] = {}
-            for row in conn.execute(query):
-                found.setdefault(row.buildid, {})[row.name] = json.loads(row.value)
-            return found
-        return self.master.db.pool.do(thd)
+        env or requirements changed since (another fingerprint) runs again.  One query for
+        all legs: the lookup comes before any leg is triggered, and reading each candidate
+        build's properties on its own (as the data API does) delayed a 4-leg gate's first
+        trigger by up to 230 ms once the legs had history (docs/performance.md)."""
+        builderids = {}
+        for leg in legs:
+            builder = self.master.botmaster.builders.get(leg)
+            if builder is not None:
+                builderids[(yield builder.getBuilderId())] = leg
+        if not builderids:
+            return {}
+        wanted = {leg: self.matrix.leg(leg).fingerprint for leg in legs}
+        rows = yield self.master.db.pool.do(passing_builds_at, self.master.db.model, list(builderids), revision)
+        found: dict[str, int] = {}
+        for buildid, builderid, dry, fingerprint in rows:   # newest first
+            leg = builderids[builderid]
+            if leg not in found and dry is not True and fingerprint == wanted[leg]:
+                found[leg] = buildid
+        builds = {}
+        for leg, buildid in found.items():
+            builds[leg] = yield self.master.data.get(("builds", buildid))
+        return builds
 
     # --- running ----------------------------------------------------------------------
     @defer.inlineCallbacks
     def run(self):
-        self.tag = self.getProperty(props.RELEASE_TAG) or None
-        revision = self.getProperty(props.GATE_REVISION)
+        # Resolving the tag is part of this step, not a step of its own: Buildbot records
+        # every step in the database, and this one sits between the push and the legs.
+        target = yield resolve_target(self.build, self.settings.repo_url)
+        self.resolved = target.lines
+        if target.refused is not None:
+            self.refusal = target.summary
+            yield self.addCompleteLog("legs", "\n".join(target.lines + [target.summary]) + "\n")
+            return target.refused
+        self.tag, revision = target.tag, target.commit
+        self.setProperty(props.RELEASE_TAG, self.tag or "", "release gate")
+        self.setProperty(props.GATE_REVISION, revision, "release gate")
         builderid = yield self.build.builder.getBuilderId()
         self.setProperty("gate_url", getURLForBuild(self.master, builderid, self.build.number), "release gate")
         dry = props.is_dry_run(self.build)
         skip_plasma = props.flag(self.build, props.SKIP_PLASMA)
         skip_reason = (self.getProperty(props.SKIP_REASON) or "").strip()
         if skip_plasma and not skip_reason:  # the force form refuses this; triggers may not
-            yield self.addCompleteLog("legs", "skip_plasma was set without a skip_reason: refused\n")
+            self.refusal = "skip_plasma was set without a skip_reason: refused"
+            yield self.addCompleteLog("legs", self.refusal + "\n")
             return FAILURE
         self.tally.dry_run = dry
         to_run = self.select(self.tag, dry, skip_plasma, skip_reason, props.flag(self.build, props.PLASMA_E2E))
-        if not dry and not props.flag(self.build, props.RERUN_ALL):
-            for leg in list(to_run):
-                build = yield self.find_reusable(leg, revision)
-                if build:
-                    yield self.mark_reused(leg, build)
-                    to_run.remove(leg)
+        if not dry and not props.flag(self.build, props.RERUN_ALL) and to_run:
+            reusable = yield self.find_reusable(to_run, revision)
+            for leg, build in reusable.items():
+                yield self.mark_reused(leg, build)
+                to_run.remove(leg)
         self.consumer = yield self.master.mq.startConsuming(self.on_build_new, ("builds", None, "new"))
         try:
             waits = [self.trigger_leg(leg, revision, dry) for leg in to_run]
@@ -307,7 +300,7 @@ class GateFanOut(buildstep.BuildStep):
         verdict = self.tally.verdict()
         self.setProperty(props.GATE_VERDICT, verdict, "release gate")
         self.setProperty("gate_legs", [o.as_dict() for o in self.tally.outcomes], "release gate")
-        yield self.addCompleteLog("legs", tally.table(self.tally))
+        yield self.addCompleteLog("legs", "\n".join(self.resolved) + "\n\n" + tally.table(self.tally))
         yield self.addCompleteLog("legs.json", json.dumps(
             {"verdict": verdict, "tag": self.tag, "legs": [o.as_dict() for o in self.tally.outcomes]},
             indent=2, sort_keys=True) + "\n")
@@ -316,7 +309,7 @@ class GateFanOut(buildstep.BuildStep):
         return {"step": tally.summary(self.tally, self.tag)}
 
     def getResultSummary(self):
-        text = tally.summary(self.tally, self.tag)
+        text = self.refusal or tally.summary(self.tally, self.tag)
         return {"step": text, "build": text}
 
     @defer.inlineCallbacks
@@ -330,6 +323,32 @@ class GateFanOut(buildstep.BuildStep):
                     yield self.master.data.control("stop", {"reason": f"gate stopped: {reason}"},
                                                    ("builds", build["buildid"]))
         yield super().interrupt(reason)
+
+
+def passing_builds_at(conn, model, builderids: list[int], revision: str) -> list[tuple]:
+    """(buildid, builderid, dry_run, leg_fingerprint) of the passing builds of
+    ``builderids`` whose checkout got ``revision``, newest first (runs in the DB thread)."""
+    builds = model.builds
+    properties = model.build_properties
+    got = properties.alias("got")
+    query = (sa.select(builds.c.id, builds.c.builderid)
+             .join(got, sa.and_(got.c.buildid == builds.c.id, got.c.name == "got_revision"))
+             .where(builds.c.builderid.in_(builderids), builds.c.results == SUCCESS,
+                    got.c.value == json.dumps(revision))
+             .order_by(builds.c.id.desc()))
+    candidates = conn.execute(query).all()
+    if not candidates:
+        return []
+    found: dict[int, dict] = {}
+    names = (props.DRY_RUN, "leg_fingerprint")
+    ids = [row.id for row in candidates]
+    for start in range(0, len(ids), 500):   # bound the IN list
+        rows = conn.execute(sa.select(properties.c.buildid, properties.c.name, properties.c.value).where(
+            properties.c.buildid.in_(ids[start:start + 500]), properties.c.name.in_(names)))
+        for row in rows:
+            found.setdefault(row.buildid, {})[row.name] = json.loads(row.value)
+    return [(row.id, row.builderid, found.get(row.id, {}).get(props.DRY_RUN, False),
+             found.get(row.id, {}).get("leg_fingerprint")) for row in candidates]
 
 
 def _epoch(value):
@@ -356,7 +375,6 @@ def publish_allowed(matrix: Matrix):
 
 def gate_factory(matrix: Matrix, settings: Settings, evidence_step=None, on_leg_finished=None) -> BuildFactory:
     factory = BuildFactory()
-    factory.addStep(ResolveTag(settings.repo_url))
     factory.addStep(GateFanOut(matrix, settings, on_leg_finished=on_leg_finished))
     if evidence_step is not None:
         factory.addStep(evidence_step)

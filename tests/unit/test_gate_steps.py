@@ -84,80 +84,60 @@ def test_gate_builder():
     assert (builder.name, builder.workernames, builder.tags, builder.collapseRequests) == (
         "release-gate", ["gate"] + [f"gate_{i}" for i in range(2, SETTINGS.parallel_gates + 1)], ["gate"], False)
     steps = [s.step_class for s in builder.factory.steps]
-    assert steps == [gate.ResolveTag, gate.GateFanOut, Trigger]
-    publish = builder.factory.steps[2]
+    assert steps == [gate.GateFanOut, Trigger]
+    publish = builder.factory.steps[1]
     assert publish.kwargs["schedulerNames"] == ["publish"]
     assert publish.kwargs["waitForFinish"] is False     # the verdict does not wait for the release
     assert gate.leg_scheduler_name("a-leg") == "leg-a-leg"
 
 
-class ResolveTagTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
+class ResolveTargetTest(unittest.TestCase):
+    """Which tag, which commit a gate build gates (the first thing its fan-out step does)."""
 
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.setup_test_reactor()
-        yield self.setup_test_build_step()
+    def resolve(self, branch, revision, answer, category=None):
         self.asked = []
 
-    def setup(self, branch, revision, answer, category=None):
-        def resolve(repo_url, tag):
+        def resolve_tag(repo_url, tag):
             self.asked.append((repo_url, tag))
             return defer.fail(answer) if isinstance(answer, Exception) else defer.succeed(answer)
-        self.patch(gitops, "resolve_tag", resolve)
-        self.setup_step(gate.ResolveTag("/srv/git/platform.git", name="resolve-tag"))
-        self.build.getSourceStamp = lambda codebase: SimpleNamespace(branch=branch, revision=revision)
+        self.patch(gitops, "resolve_tag", resolve_tag)
+        build = Properties()
         if category:
-            self.build.setProperty("category", category, "change")
+            build.setProperty("category", category, "change")
+        build.getSourceStamp = lambda codebase: SimpleNamespace(branch=branch, revision=revision)
+        result = []
+        gate.resolve_target(build, "/srv/git/platform.git").addCallback(result.append)
+        return result[0]
 
-    @defer.inlineCallbacks
     def test_tag_resolved_to_its_commit(self):
-        self.setup("refs/tags/v1.2.3", None, COMMIT)
-        self.expect_outcome(result=SUCCESS)
-        self.expect_property(props.RELEASE_TAG, "v1.2.3", "resolve tag")
-        self.expect_property(props.GATE_REVISION, COMMIT, "resolve tag")
-        self.expect_result_summary({"step": f"v1.2.3 -> {COMMIT[:12]}"})
-        yield self.run_step()
-        self.assertEqual(self.asked, [("/srv/git/platform.git", "v1.2.3")])
+        target = self.resolve("refs/tags/v1.2.3", None, COMMIT)
+        assert (target.refused, target.tag, target.commit) == (None, "v1.2.3", COMMIT)
+        assert target.summary == f"v1.2.3 -> {COMMIT[:12]}"
+        assert self.asked == [("/srv/git/platform.git", "v1.2.3")]
 
-    @defer.inlineCallbacks
     def test_github_style_tag_and_annotated_tag_object(self):
         # GitHub: branch 'v1.2.3' + category 'tag'; the change names the tag object, not the commit.
-        self.setup("v1.2.3", "f" * 40, COMMIT, category="tag")
-        self.expect_outcome(result=SUCCESS)
-        self.expect_property(props.GATE_REVISION, COMMIT, "resolve tag")
-        yield self.run_step()
-        log = self.get_nth_step(0).logs["resolve"].stdout
-        self.assertIn(f"note: the change named {'f' * 40}, the tag's commit is {COMMIT}", log)
+        target = self.resolve("v1.2.3", "f" * 40, COMMIT, category="tag")
+        assert target.commit == COMMIT
+        assert f"note: the change named {'f' * 40}, the tag's commit is {COMMIT}" in "\n".join(target.lines)
 
-    @defer.inlineCallbacks
     def test_missing_tag_fails(self):
-        self.setup("refs/tags/v9", None, None)
-        self.expect_outcome(result=FAILURE)
-        self.expect_result_summary({"step": "tag v9 does not exist in /srv/git/platform.git"})
-        yield self.run_step()
+        target = self.resolve("refs/tags/v9", None, None)
+        assert (target.refused, target.summary) == (FAILURE, "tag v9 does not exist in /srv/git/platform.git")
 
-    @defer.inlineCallbacks
     def test_unreachable_repository_is_an_exception(self):
-        self.setup("refs/tags/v1", None, gitops.GitError("exit 128"))
-        self.expect_outcome(result=EXCEPTION)
-        self.expect_result_summary({"step": "cannot resolve tag v1: exit 128"})
-        yield self.run_step()
+        target = self.resolve("refs/tags/v1", None, gitops.GitError("exit 128"))
+        assert (target.refused, target.summary) == (EXCEPTION, "cannot resolve tag v1: exit 128")
 
-    @defer.inlineCallbacks
     def test_branch_push_without_revision_gates_nothing(self):
-        self.setup("refs/heads/main", None, COMMIT)
-        self.expect_outcome(result=FAILURE)
-        yield self.run_step()
-        self.assertEqual(self.asked, [])
+        target = self.resolve("refs/heads/main", None, COMMIT)
+        assert target.refused == FAILURE and target.commit is None
+        assert self.asked == []
 
-    @defer.inlineCallbacks
     def test_revision_only(self):
-        self.setup(None, COMMIT, None)
-        self.expect_outcome(result=SUCCESS)
-        self.expect_property(props.RELEASE_TAG, "", "resolve tag")
-        self.expect_property(props.GATE_REVISION, COMMIT, "resolve tag")
-        yield self.run_step()
-        self.assertEqual(self.asked, [])
+        target = self.resolve(None, COMMIT, None)
+        assert (target.refused, target.tag, target.commit) == (None, None, COMMIT)
+        assert self.asked == []
 
 
 # --- finishing a leg: what the gate counts ----------------------------------------------------
