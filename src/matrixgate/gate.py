@@ -229,7 +229,7 @@ class GateFanOut(buildstep.BuildStep):
             _, brids = yield ids
             for brid in brids.values():
                 self.brids[brid] = leg
-            yield results
+            request_results, _ = yield results   # the buildset of one request: that request's result
         except Exception as exc:  # the master stopping, a scheduler gone: never green
             log.err(None, f"matrixgate: leg {leg} did not finish")
             outcome.state = "done"
@@ -237,15 +237,14 @@ class GateFanOut(buildstep.BuildStep):
             outcome.reason = f"leg did not finish: {exc}"
             self.updateSummary()
             return
-        yield self.finish_leg(leg, list(brids.values()))
+        yield self.finish_leg(leg, list(brids.values()), request_results)
 
     @defer.inlineCallbacks
-    def finish_leg(self, leg: str, brids: list[int]):
+    def finish_leg(self, leg: str, brids: list[int], request_results):
         outcome = self.tally.get(leg)
         brid = brids[0]
-        request = yield self.master.data.get(("buildrequests", brid))
         builds = yield self.master.data.get(("buildrequests", brid, "builds"))
-        outcome.results = request["results"] if request and request["results"] is not None else EXCEPTION
+        outcome.results = request_results if request_results is not None else EXCEPTION
         if builds:
             final = max(builds, key=lambda b: b["number"])
             yield self.fill_from_build(outcome, final)
@@ -284,8 +283,16 @@ class GateFanOut(buildstep.BuildStep):
         outcome.complete_at = _epoch(build.get("complete_at"))
         if outcome.results is None:
             outcome.results = build.get("results")
-        worker = yield self.master.data.get(("workers", build["workerid"]))
-        outcome.worker = worker["name"] if worker else None
+        outcome.worker = yield self.worker_name(build["workerid"])
+
+    @defer.inlineCallbacks
+    def worker_name(self, workerid):
+        """The configured workers are in memory; ask the database only for one that is not."""
+        for worker in self.master.workers.workers.values():
+            if getattr(worker, "workerid", None) == workerid:
+                return worker.workername
+        worker = yield self.master.data.get(("workers", workerid))
+        return worker["name"] if worker else None
 
     def on_build_new(self, key, build):
         """Link each leg build as soon as it starts, like Buildbot's Trigger does."""
@@ -300,10 +307,8 @@ class GateFanOut(buildstep.BuildStep):
         verdict = self.tally.verdict()
         self.setProperty(props.GATE_VERDICT, verdict, "release gate")
         self.setProperty("gate_legs", [o.as_dict() for o in self.tally.outcomes], "release gate")
+        # The same data as JSON is the gate_legs property (REST: builds/<id>/properties).
         yield self.addCompleteLog("legs", "\n".join(self.resolved) + "\n\n" + tally.table(self.tally))
-        yield self.addCompleteLog("legs.json", json.dumps(
-            {"verdict": verdict, "tag": self.tag, "legs": [o.as_dict() for o in self.tally.outcomes]},
-            indent=2, sort_keys=True) + "\n")
 
     def getCurrentSummary(self):
         return {"step": tally.summary(self.tally, self.tag)}

@@ -150,19 +150,20 @@ class FakeData:
         return defer.succeed(self.answers.get(path))
 
 
-def finish(request_results, builds, steps=()):
-    answers = {("buildrequests", 5): {"results": request_results}, ("buildrequests", 5, "builds"): builds,
-               ("workers", 400): {"name": "kvm-1"}}
+def finish(request_results, builds, steps=(), configured_workers=True):
+    answers = {("buildrequests", 5, "builds"): builds, ("workers", 400): {"name": "old-kvm"}}
     for build in builds:
         answers[("builds", build["buildid"], "steps")] = list(steps)
+    workers = {"kvm-1": SimpleNamespace(workerid=400, workername="kvm-1")} if configured_workers else {}
     # A step as a build runs it (a configured step refuses attribute changes).
     fan_out = create_step_from_step_or_factory(gate.GateFanOut(MATRIX, SETTINGS))
-    fan_out.master = SimpleNamespace(data=FakeData(answers), config=SimpleNamespace(buildbotURL="http://gate/"))
+    fan_out.master = SimpleNamespace(data=FakeData(answers), config=SimpleNamespace(buildbotURL="http://gate/"),
+                                     workers=SimpleNamespace(workers=workers))
     fan_out.updateSummary = lambda: None
     urls = []
     fan_out.addURL = lambda name, url: urls.append((name, url)) or defer.succeed(None)
     fan_out.select("v1.2.3", False, False, "", False)
-    d = fan_out.finish_leg("chainfire-flaredb", [5])
+    d = fan_out.finish_leg("chainfire-flaredb", [5], request_results)
     failures = []
     d.addErrback(failures.append)
     assert not failures, failures
@@ -179,6 +180,16 @@ def test_finish_leg_green():
     assert outcome.green and outcome.state == "done"
     assert (outcome.worker, outcome.number, outcome.url) == ("kvm-1", 1, "http://gate/#/builders/3/builds/1")
     assert outcome.duration == 30 and urls == []
+
+
+def test_finish_leg_names_a_worker_no_longer_configured():
+    outcome, _ = finish(SUCCESS, [build(1, SUCCESS)], configured_workers=False)
+    assert outcome.green and outcome.worker == "old-kvm"                  # asked of the database
+
+
+def test_finish_leg_without_a_result_is_an_exception():
+    outcome, _ = finish(None, [build(1, SUCCESS)])
+    assert not outcome.green and outcome.results == EXCEPTION
 
 
 def test_finish_leg_success_without_a_build_never_passes():
