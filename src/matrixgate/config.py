@@ -15,7 +15,7 @@ from buildbot.config.errors import ConfigErrors
 from buildbot.warnings import ConfigWarning
 from twisted.python import log
 
-from . import dashboard, gate, legs, loader, publish, routing, schedulers, secrets, settings as settings_mod
+from . import dashboard, dbtuning, gate, legs, loader, publish, routing, schedulers, secrets, settings as settings_mod
 from . import web, workers as workers_mod
 from .evidence_step import EarlyGather, WriteEvidence
 from .model import Matrix, WorkerSet
@@ -88,6 +88,8 @@ def load(basedir: str | Path, env=None) -> dict:
         raise ConfigErrors(["GATE_REPO_URL is not set: the gate needs the repository it gates "
                             "(the demo launcher `matrixgate demo` sets it to the example platform)"])
     cfg.evidence_dir.mkdir(parents=True, exist_ok=True)
+    sync = dbtuning.configure(cfg.db_url, cfg.sqlite_synchronous)
+    log.msg(f"matrixgate: database {cfg.db_display}" + (f" (SQLite synchronous={sync})" if sync else ""))
     probing = None
     if os.environ.get("MATRIXGATE_SKIP_LOCAL_PROBE") != "1":
         # in a thread while the config is built (the probe mostly waits for QEMU to answer);

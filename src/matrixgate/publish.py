@@ -17,7 +17,7 @@ from buildbot.steps.shell import ShellCommand
 from buildbot.steps.source.git import Git
 from twisted.internet import defer
 
-from . import props
+from . import dbtuning, props
 from .model import Matrix
 from .routing import GATE_WORKER
 from .settings import Settings
@@ -72,6 +72,9 @@ class ClaimRelease(buildstep.BuildStep):
                                 f"(revision {str(entry.get('revision'))[:12]}): not publishing twice")
                 self.setProperty("already_published", True, "claim release")
                 return SUCCESS
+        # On disk before any publish command runs, even with SQLite's relaxed commits: a
+        # power cut must not forget that this tag is being published.
+        yield dbtuning.sync_to_disk(self.master)
         self.summary = f"claimed {tag} at {revision[:12]}"
         return SUCCESS
 
@@ -129,6 +132,7 @@ class RecordRelease(buildstep.BuildStep):
         state = "published" if self.build.results in (SUCCESS, None) else "failed"
         entry = dict(entry, state=state)
         yield self.master.db.state.setState(objectid, tag, entry)
+        yield dbtuning.sync_to_disk(self.master)
         self.descriptionDone = f"{tag} {state}"
         return SUCCESS
 

@@ -55,6 +55,15 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name}={raw!r}: not a number of seconds") from None
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return raw
+
+
 def _path(env: Mapping[str, str], name: str, default: Path, base: Path) -> Path:
     raw = env.get(name, "").strip()
     path = Path(raw).expanduser() if raw else default
@@ -82,6 +91,9 @@ class Settings:
     wait_check_interval: float = 15.0
     #: Gates that may run at the same time (each holds an in-master worker, no leg worker).
     parallel_gates: int = 8
+    #: SQLite's ``synchronous`` pragma: "normal" (WAL commits without an fsync each; see
+    #: ``dbtuning``) or "full" (SQLite's default).
+    sqlite_synchronous: str = "normal"
 
     @property
     def db_display(self) -> str:
@@ -122,4 +134,5 @@ def from_env(basedir: str | Path, env: Mapping[str, str] | None = None) -> Setti
         wait_for_worker_override=_seconds(env, "GATE_WAIT_FOR_WORKER", 0.0),
         wait_check_interval=_seconds(env, "GATE_WAIT_CHECK_INTERVAL", 15.0),
         parallel_gates=_count(env, "GATE_PARALLEL_GATES", 8),
+        sqlite_synchronous=_choice(env, "GATE_SQLITE_SYNCHRONOUS", ("normal", "full"), "normal"),
     )

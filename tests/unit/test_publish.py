@@ -12,7 +12,7 @@ from buildbot.test.steps import TestBuildStepMixin
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from matrixgate import loader, props, publish
+from matrixgate import dbtuning, loader, props, publish
 from matrixgate.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,9 +61,12 @@ class LedgerTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.expect_outcome(result=SUCCESS)
         self.expect_result_summary({"step": f"claimed v1.2.3 at {COMMIT[:12]}",
                                     "build": f"claimed v1.2.3 at {COMMIT[:12]}"})
+        synced = []
+        self.patch(dbtuning, "sync_to_disk", lambda master: synced.append(master) or defer.succeed(None))
         yield self.run_step()
         entry = yield self.entry()
         self.assertEqual(entry, {"state": "claimed", "revision": COMMIT, "buildid": 92, "gate_buildid": 7})
+        self.assertEqual(synced, [self.master])   # the claim is on disk before any publish command
 
     @defer.inlineCallbacks
     def test_a_published_tag_is_not_published_twice(self):

@@ -30,6 +30,7 @@ def test_defaults(tmp_path):
     assert cfg.secrets_dir == tmp_path.resolve() / "secrets"
     assert cfg.evidence_dir == tmp_path.resolve() / "evidence"
     assert (cfg.poll_interval, cfg.wait_for_worker_override, cfg.wait_check_interval) == (60.0, 0.0, 15.0)
+    assert cfg.sqlite_synchronous == "normal"
 
 
 def test_reads_os_environ_when_no_mapping_is_given(tmp_path, monkeypatch):
@@ -53,6 +54,7 @@ def test_overrides(tmp_path):
         "GATE_POLL_INTERVAL": "0",
         "GATE_WAIT_FOR_WORKER": "2.5",
         "GATE_WAIT_CHECK_INTERVAL": "0.5",
+        "GATE_SQLITE_SYNCHRONOUS": "FULL",
     }
     cfg = from_env(tmp_path, env)
     assert cfg.web_port == 9000 and cfg.web_host == "0.0.0.0"
@@ -65,6 +67,7 @@ def test_overrides(tmp_path):
     assert cfg.secrets_dir == tmp_path.resolve() / "s"
     assert cfg.evidence_dir == tmp_path / "ev"
     assert (cfg.poll_interval, cfg.wait_for_worker_override, cfg.wait_check_interval) == (0.0, 2.5, 0.5)
+    assert cfg.sqlite_synchronous == "full"
 
 
 def test_web_url_follows_the_port(tmp_path):
@@ -84,6 +87,7 @@ def test_blank_values_mean_default(tmp_path):
     ("BUILDBOT_WORKER_PORT", "-1", "BUILDBOT_WORKER_PORT='-1': port out of range 1-65535"),
     ("BUILDBOT_WORKER_PORT", "99.5", "BUILDBOT_WORKER_PORT='99.5': not a port number"),
     ("GATE_POLL_INTERVAL", "1m", "GATE_POLL_INTERVAL='1m': not a number of seconds"),
+    ("GATE_SQLITE_SYNCHRONOUS", "off", "GATE_SQLITE_SYNCHRONOUS='off': expected one of normal, full"),
 ])
 def test_bad_values(tmp_path, name, value, message):
     with pytest.raises(SettingsError) as info:
