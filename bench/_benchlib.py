@@ -503,6 +503,23 @@ def stop_worker_dir(wdir: Path):
         pass
 
 
+_COMPILED: set[Path] = set()
+
+
+def compile_bytecode(src: Path) -> bool:
+    """Byte-compile the ``matrixgate`` package under ``src`` (once per run): what pip did for
+    Buildbot's own modules when it installed them.  Without it, a master started with
+    PYTHONDONTWRITEBYTECODE=1 (as some sandboxes set it), or by a user who may not write
+    ``src/``, compiles every Matrix Gate module from source at each start and checkconfig
+    (about 55 ms and 1.5 MB of RSS, measured), which an installed Buildbot never does."""
+    import compileall
+    src = Path(src).resolve()
+    if src not in _COMPILED:
+        _COMPILED.add(src)
+        return bool(compileall.compile_dir(str(src / "matrixgate"), quiet=1))
+    return True
+
+
 class MatrixGate(MasterBase):
     """This repository's master.cfg (through the integration tests' ``GateMaster``)."""
 
@@ -511,8 +528,11 @@ class MatrixGate(MasterBase):
 
     def __init__(self, root: Path, repo: BenchRepo, legs: list[str], command: str, workers: list[str], *,
                  local: bool = True, max_builds: int = 1, env: dict | None = None, publish=None,
-                 trace: bool = False, package_dir: str | None = None, count_db: bool = False):
+                 trace: bool = False, package_dir: str | None = None, count_db: bool = False,
+                 compile: bool = False):
         root.mkdir(parents=True, exist_ok=True)
+        if compile:
+            compile_bytecode(Path(package_dir) if package_dir else ROOT / "src")
         matrix = write_matrix(root / "matrix.yaml", legs, command, publish=publish)
         workers_yaml = write_workers(root / "workers.yaml", workers, local=local, max_builds=max_builds)
         extra = {"GATE_WORKERS": str(workers_yaml),

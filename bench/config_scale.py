@@ -17,6 +17,10 @@ Figures per kind and size, each the median of ``--reps`` runs:
   also registers every builder in the database, is printed apart);
 * the master's RSS (``VmRSS`` from ``/proc/<pid>/status``) after start, idle ``--idle`` s.
 
+Matrix Gate's bytecode is compiled first (``compileall``), as pip compiled Buildbot's when it
+installed it: otherwise, where PYTHONDONTWRITEBYTECODE=1 is set, every Matrix Gate module is
+compiled from source at each start and checkconfig.  ``--no-compile`` measures without.
+
 Prints tables with the ratio Matrix Gate / plain; asserts nothing.
 
     /tmp/venv/bin/python bench/config_scale.py [--quick] [--reps 3] [--sizes 5,50,500]
@@ -25,6 +29,7 @@ Prints tables with the ratio Matrix Gate / plain; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -69,6 +74,8 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before reading RSS")
     parser.add_argument("--plain-force", action="store_true",
                         help="also plain Buildbot with one ForceScheduler per leg, as Matrix Gate had before force-leg")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="do not byte-compile Matrix Gate's package first (see above)")
     parser.add_argument("--trace", action="store_true",
                         help="also start Matrix Gate once per size with bench/_trace.py: config-time breakdown")
     args = parser.parse_args()
@@ -76,6 +83,9 @@ def main() -> int:
         args.reps = 2
     sizes = [int(x) for x in args.sizes.split(",")]
     print(f"config_scale: {bl.machine()}")
+    bytecode = "not compiled first (--no-compile)" if args.no_compile else "compiled first (compileall)"
+    print(f"Matrix Gate's bytecode: {bytecode}; PYTHONDONTWRITEBYTECODE="
+          f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}")
     root = bl.tempdir("bench-scale-")
     results = {}
     traces = {}
@@ -86,7 +96,7 @@ def main() -> int:
             repo = bl.BenchRepo(root, f"repo-{size}")
             masters = [
                 bl.MatrixGate(root / f"mg-{size}", repo, legs, "true", workers, max_builds=1,
-                              env={"GATE_POLL_INTERVAL": "60"}),
+                              env={"GATE_POLL_INTERVAL": "60"}, compile=not args.no_compile),
                 bl.PlainMaster(root / f"plain-{size}", repo, legs, "true", workers),
             ]
             if args.plain_force:
