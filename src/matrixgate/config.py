@@ -17,7 +17,7 @@ from twisted.python import log
 
 from . import dashboard, dbtuning, gate, legs, loader, publish, routing, schedulers, secrets, settings as settings_mod
 from . import web, workers as workers_mod
-from .evidence_step import EarlyGather, WriteEvidence
+from .evidence_step import EvidenceWriter
 from .model import Matrix, WorkerSet
 from .settings import Settings
 from .waits import WaitWatcher
@@ -33,9 +33,7 @@ def build_config(cfg: Settings, matrix: Matrix, workerset: WorkerSet) -> dict:
         # Shown by `buildbot checkconfig` and in twistd.log at start, like Buildbot's own.
         warnings.warn(f"WARNING: {warning}", ConfigWarning, stacklevel=1)
         log.msg(f"matrixgate: WARNING: {warning}")
-    early = EarlyGather(cfg)
-    builders = [gate.gate_builder(matrix, cfg, WriteEvidence(cfg, early), on_leg_finished=early),
-                publish.publish_builder(matrix, cfg)]
+    builders = [gate.gate_builder(matrix, cfg, evidence=EvidenceWriter(cfg)), publish.publish_builder(matrix, cfg)]
     for leg in matrix.enabled_legs:
         builders.append(legs.leg_builder(
             leg, cfg, leg_workernames(leg, workerset), routing.can_start_build(leg), routing.next_worker))

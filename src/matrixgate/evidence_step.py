@@ -1,10 +1,10 @@
-"""The gate's evidence step: gathers each leg's logs and artifacts, writes the evidence.
+"""The gate's evidence: gathers each leg's logs and artifacts, writes the evidence.
 
-Runs on the master after the fan-out, for red gates too (a red gate's evidence says why
-the release was blocked).  Dry runs write none.  Logs are taken from the same data API
-endpoint as the UI's download button, so the evidence copy equals what people see.  Each
-leg's logs are read as soon as that leg finishes (``EarlyGather``), so after the verdict
-only the files are left to write.
+Written on the master at the end of the gate's fan-out step, for red gates too (a red
+gate's evidence says why the release was blocked).  Dry runs write none.  Logs are taken
+from the same data API endpoint as the UI's download button, so the evidence copy equals
+what people see.  Each leg's logs are read as soon as that leg finishes, so after the
+verdict only the files are left to write.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import re
 import weakref
 from pathlib import Path
 
-from buildbot.process import buildstep
-from buildbot.process.results import SUCCESS, WARNINGS
 from twisted.internet import defer, threads
 from twisted.python import log
 
@@ -74,67 +72,49 @@ def read_leg_files(master, settings: Settings, leg: str, buildid: int, number: i
     return LegFiles(buildid, files, plasma, probed[0] if probed else None)
 
 
-class EarlyGather:
-    """Reads each leg's evidence as soon as that leg finishes, while the others still run.
+class EvidenceWriter:
+    """Writes a real gate's evidence, red or green (dry runs write none).
 
-    The fan-out calls it for every finished or reused leg; the evidence step then only
-    waits for what is not read yet (usually the last leg's logs) instead of reading every
-    leg after the verdict.  Reads of a build are kept per gate build until its evidence
-    step takes them; a gate that ends before its evidence step just drops them.
+    The fan-out tells it of each leg as that leg finishes or is reused (``leg_finished``),
+    and it reads that leg's logs then, while the other legs still run; after the verdict
+    (``write``) only what is not read yet (usually the last leg's logs) and the files are
+    left.  Reads are kept per gate build until it writes; a gate that ends before writing
+    just drops them.
     """
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._by_build: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._reads: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def __call__(self, step, outcome) -> None:
-        if props.is_dry_run(step.build) or outcome.buildid is None:
+    def __repr__(self):
+        return "EvidenceWriter()"
+
+    def leg_finished(self, step, outcome) -> None:
+        if outcome.buildid is None:
             return
         reading = read_leg_files(step.master, self.settings, outcome.leg, outcome.buildid, outcome.number)
 
-        def failed(failure):  # the evidence step reads it again and reports its own error
+        def failed(failure):  # read again when writing, which reports its own error
             log.msg(f"matrixgate: early read of {outcome.leg}'s evidence failed: {failure.getErrorMessage()}")
             return None
-        self._by_build.setdefault(step.build, {})[outcome.buildid] = reading.addErrback(failed)
-
-    def take(self, build) -> dict:
-        """``{buildid: Deferred(LegFiles | None)}`` read early for ``build``; forgets them."""
-        return self._by_build.pop(build, {})
-
-    def __repr__(self):
-        return "EarlyGather()"
-
-
-class WriteEvidence(buildstep.BuildStep):
-    name = "evidence"
-
-    def __init__(self, settings: Settings, early: EarlyGather | None = None, **kwargs):
-        kwargs.setdefault("alwaysRun", True)
-        kwargs.setdefault("doStepIf", props.is_real_run)
-        kwargs.setdefault("hideStepIf", props.hide_skipped)
-        kwargs.setdefault("flunkOnFailure", True)
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.early = early
-        self.summary = ""
-
-    def __repr__(self):
-        return "WriteEvidence()"
+        self._reads.setdefault(step.build, {})[outcome.buildid] = reading.addErrback(failed)
 
     @defer.inlineCallbacks
-    def run(self):
-        outcomes = self.getProperty("gate_legs") or []
-        read_early = self.early.take(self.build) if self.early else {}
+    def write(self, step, tally, revision: str):
+        """Writes ``integration-matrix-<UTC>/`` and its bundle for the gate ``step`` runs in;
+        links them on the step and records them in the ``evidence`` property."""
+        read_early = self._reads.pop(step.build, {})
+        outcomes = [o.as_dict() for o in tally.outcomes]
         legs = []
         for outcome in outcomes:
-            legs.append((yield self.leg_evidence(outcome, read_early)))
-        verdict = self.getProperty(props.GATE_VERDICT)
-        this_build = yield self.master.data.get(("builds", self.build.buildid))
+            legs.append((yield self.leg_evidence(step, outcome, read_early)))
+        this_build = yield step.master.data.get(("builds", step.build.buildid))
+        verdict = tally.verdict()
         gate = GateEvidence(
-            tag=self.getProperty(props.RELEASE_TAG) or None,
-            revision=self.getProperty(props.GATE_REVISION) or "",
+            tag=step.tag,
+            revision=revision,
             repository=self.settings.repo_url,
-            gate_url=f"{self.settings.web_url}#/builders/{this_build['builderid']}/builds/{self.build.number}",
+            gate_url=f"{self.settings.web_url}#/builders/{this_build['builderid']}/builds/{step.build.number}",
             result={"green": "success", "green-with-skips": "warnings"}.get(verdict, "failure"),
             started_at=this_build["started_at"].timestamp() if this_build.get("started_at") else None,
             complete_at=None,
@@ -143,19 +123,16 @@ class WriteEvidence(buildstep.BuildStep):
             blocking=[o["leg"] for o in outcomes if o["state"] == "done" and o["result"] != "success"],
         )
         record = yield threads.deferToThread(write_evidence, self.settings.evidence_dir, gate)
-        self.setProperty("evidence", {"name": record.name, "directory": str(record.directory),
+        step.setProperty("evidence", {"name": record.name, "directory": str(record.directory),
                                       "bundle": record.bundle.name}, "evidence")
         for label, rel in (("evidence bundle", record.bundle.name),
                            ("manifest.json", f"{record.name}/manifest.json"),
                            ("release notes", f"{record.name}/release-notes.md")):
-            yield self.addURL(label, evidence_url(self.settings, rel))
-        files = sum(len(leg.files) for leg in gate.legs)
-        self.summary = f"evidence {record.name}: {len(gate.legs)} legs, {files} files" + (
-            " (FAILED gate)" if gate.result == "failure" else "")
-        return SUCCESS if gate.result != "warnings" else WARNINGS
+            yield step.addURL(label, evidence_url(self.settings, rel))
+        return record
 
     @defer.inlineCallbacks
-    def leg_evidence(self, outcome: dict, read_early: dict):
+    def leg_evidence(self, step, outcome: dict, read_early: dict):
         if outcome["state"] in ("skipped", "not-requested"):
             return None
         buildid = outcome.get("buildid")
@@ -165,7 +142,7 @@ class WriteEvidence(buildstep.BuildStep):
             if buildid in read_early:
                 leg_files = yield read_early[buildid]
             if leg_files is None:
-                leg_files = yield read_leg_files(self.master, self.settings, outcome["leg"], buildid,
+                leg_files = yield read_leg_files(step.master, self.settings, outcome["leg"], buildid,
                                                  outcome["number"])
             files = dict(leg_files.files)
             if leg_files.plasma:
@@ -173,14 +150,12 @@ class WriteEvidence(buildstep.BuildStep):
             probed = leg_files.probed
         return LegEvidence(
             name=outcome["leg"], result=outcome["result"], worker=outcome.get("worker"),
-            capabilities=probed or self.reported_capabilities(outcome), started_at=outcome.get("started_at"),
+            capabilities=probed or reported_capabilities(step.master, outcome), started_at=outcome.get("started_at"),
             complete_at=outcome.get("complete_at"), build_url=outcome.get("url"), files=files,
             note=outcome.get("reason") or "")
 
-    def reported_capabilities(self, outcome: dict):
-        """Without a fresh probe from the leg's preflight: what the worker reported."""
-        worker = self.master.workers.workers.get(outcome.get("worker") or "")
-        return capabilities.worker_report(worker) if worker else None
 
-    def getResultSummary(self):
-        return {"step": self.summary} if self.summary else super().getResultSummary()
+def reported_capabilities(master, outcome: dict):
+    """Without a fresh probe from the leg's preflight: what the worker reported."""
+    worker = master.workers.workers.get(outcome.get("worker") or "")
+    return capabilities.worker_report(worker) if worker else None

@@ -1,9 +1,10 @@
 """The ``release-gate`` builder: resolve the tag, fan out to every leg, tally, evidence, publish.
 
 The gate runs on the master's own ``gate`` worker, so it never takes a worker a leg
-needs.  Its fan-out step triggers one Triggerable per leg at exactly the tag's commit,
-links each leg build as it starts, says which leg blocks as soon as one fails, and
-waits for all of them so the evidence is complete.
+needs.  Its one step, the fan-out, resolves the tag, triggers one Triggerable per leg at
+exactly the tag's commit, links each leg build as it starts, says which leg blocks as soon
+as one fails, waits for all of them, and then writes the evidence (``evidence_step``) and
+starts the publish build of a green tag.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import sqlalchemy as sa
 from buildbot.config import BuilderConfig
 from buildbot.process import buildstep
 from buildbot.process.factory import BuildFactory
-from buildbot.process.properties import Interpolate, Properties, Property, renderer
-from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS, Results
-from buildbot.reporters.utils import getURLForBuild
-from buildbot.steps.trigger import Trigger
+from buildbot.process.properties import Properties
+from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS, Results, worst_status
+from buildbot.reporters.utils import getURLForBuild, getURLForBuildrequest
 from twisted.internet import defer
 from twisted.python import log
 
@@ -86,15 +86,17 @@ class GateFanOut(buildstep.BuildStep):
 
     name = "legs"
 
-    def __init__(self, matrix: Matrix, settings: Settings, on_leg_finished=None, **kwargs):
+    def __init__(self, matrix: Matrix, settings: Settings, evidence=None, **kwargs):
         # WARNINGS (skipped plasma legs) must mark the whole gate, never leave it SUCCESS.
         kwargs.setdefault("warnOnWarnings", True)
         super().__init__(**kwargs)
         self.matrix = matrix
         self.settings = settings
-        # Called with (this step, the leg's outcome) as each leg is known: the evidence
-        # step reads finished legs' logs while the others still run.
-        self.on_leg_finished = on_leg_finished
+        # The evidence writer (``evidence_step.EvidenceWriter``): told of each leg as it
+        # finishes (it reads that leg's logs while the others run), asked to write after
+        # the verdict.  None: no evidence (unit tests).
+        self.evidence = evidence
+        self.evidence_problem = ""                # why the evidence could not be written
         self.tally = tally.Tally()
         self.tag = None
         self.resolved: list[str] = []             # how the tag was resolved (top of the log)
@@ -168,6 +170,9 @@ class GateFanOut(buildstep.BuildStep):
         self.setProperty(props.GATE_REVISION, revision, "release gate")
         builderid = yield self.build.builder.getBuilderId()
         self.setProperty("gate_url", getURLForBuild(self.master, builderid, self.build.number), "release gate")
+        # Buildbot stores a build's properties between steps; this step runs for the whole
+        # gate, and the dashboard and REST clients must see which tag it gates from now on.
+        yield self.master.data.updates.setBuildProperties(self.build.buildid, self.build)
         dry = props.is_dry_run(self.build)
         skip_plasma = props.flag(self.build, props.SKIP_PLASMA)
         skip_reason = (self.getProperty(props.SKIP_REASON) or "").strip()
@@ -190,7 +195,49 @@ class GateFanOut(buildstep.BuildStep):
         finally:
             self.consumer.stopConsuming()
         yield self.publish_results()
-        return self.tally.results()
+        return (yield self.after_verdict(dry, revision))
+
+    @defer.inlineCallbacks
+    def after_verdict(self, dry: bool, revision: str):
+        """The evidence of a real gate, red or green, then the publish build of a green one.
+
+        In this step rather than steps of their own: each Buildbot step is a round of
+        database writes, and these follow the verdict on every gate."""
+        results = self.tally.results()
+        if not dry and self.evidence is not None:
+            try:
+                yield self.evidence.write(self, self.tally, revision)
+            except Exception as exc:  # a gate without its evidence must not release
+                log.err(None, "matrixgate: writing the gate's evidence failed")
+                self.evidence_problem = f"evidence not written ({exc}): not published"
+                yield self.addCompleteLog("evidence error", f"{type(exc).__name__}: {exc}\n")
+                results = worst_status(results, EXCEPTION)
+        if not self.evidence_problem and publish_allowed(self.matrix)(self):
+            yield self.start_publish(revision)
+        return results
+
+    @defer.inlineCallbacks
+    def start_publish(self, revision: str):
+        """Starts the publish build of a green gate's tag and does not wait for it: a
+        release's publish may take minutes and has its own builder, result and once-per-tag
+        ledger; the gate is green or red on its legs alone."""
+        scheduler = self.master.scheduler_manager.namedServices[PUBLISH_SCHEDULER]
+        set_props = Properties()
+        for name, value in (
+            (props.RELEASE_TAG, self.tag), (props.GATE_REVISION, revision),
+            (props.GATE_BUILDID, self.build.buildid), ("gate_url", self.getProperty("gate_url")),
+            (props.GATE_VERDICT, self.tally.verdict()), ("reason", f"publish {self.tag} after its green gate"),
+        ):
+            set_props.setProperty(name, value, "release gate")
+        sourcestamps = [{"codebase": "", "repository": self.settings.repo_url, "branch": f"refs/tags/{self.tag}",
+                         "revision": revision, "project": self.matrix.platform}]
+        ids, finished = scheduler.trigger(
+            waited_for=False, sourcestamps=sourcestamps, set_props=set_props,
+            parent_buildid=self.build.buildid, parent_relationship="release gate")
+        finished.addErrback(log.err, "matrixgate: publish build")
+        _, brids = yield ids
+        for brid in brids.values():
+            yield self.addURL(f"publish #{brid}", getURLForBuildrequest(self.master, brid))
 
     @defer.inlineCallbacks
     def mark_reused(self, leg: str, build: dict):
@@ -202,8 +249,8 @@ class GateFanOut(buildstep.BuildStep):
         yield self.addURL(f"{leg} #{build['number']} (reused)", outcome.url)
 
     def leg_finished(self, outcome):
-        if self.on_leg_finished is not None:
-            self.on_leg_finished(self, outcome)
+        if self.evidence is not None and not self.tally.dry_run:
+            self.evidence.leg_finished(self, outcome)
 
     @defer.inlineCallbacks
     def trigger_leg(self, leg: str, revision: str, dry: bool):
@@ -315,6 +362,8 @@ class GateFanOut(buildstep.BuildStep):
 
     def getResultSummary(self):
         text = self.refusal or tally.summary(self.tally, self.tag)
+        if self.evidence_problem:
+            text += f"; {self.evidence_problem}"
         return {"step": text, "build": text}
 
     @defer.inlineCallbacks
@@ -362,13 +411,6 @@ def _epoch(value):
     return value.timestamp() if hasattr(value, "timestamp") else float(value)
 
 
-@renderer
-def this_buildid(properties):
-    """The running build's id.  Buildbot sets no ``buildid`` property (only ``buildnumber``):
-    ``Property("buildid")`` rendered None, and publish refused every gate's release."""
-    return properties.getBuild().buildid
-
-
 def publish_allowed(matrix: Matrix):
     def allowed(step) -> bool:
         verdict = step.getProperty(props.GATE_VERDICT)
@@ -378,32 +420,15 @@ def publish_allowed(matrix: Matrix):
     return allowed
 
 
-def gate_factory(matrix: Matrix, settings: Settings, evidence_step=None, on_leg_finished=None) -> BuildFactory:
-    factory = BuildFactory()
-    factory.addStep(GateFanOut(matrix, settings, on_leg_finished=on_leg_finished))
-    if evidence_step is not None:
-        factory.addStep(evidence_step)
-    # The gate's job ends with its verdict (and the evidence of it): it starts the publish
-    # build but does not wait for it.  A release's publish may take minutes and has its own
-    # builder, result and once-per-tag ledger; the gate stays green or red on its legs alone.
-    factory.addStep(Trigger(
-        name="publish", schedulerNames=[PUBLISH_SCHEDULER], waitForFinish=False,
-        sourceStamps=[{"codebase": "", "repository": settings.repo_url,
-                       "branch": Interpolate("refs/tags/%(prop:release_tag)s"), "revision": Property(props.GATE_REVISION)}],
-        set_properties={props.RELEASE_TAG: Property(props.RELEASE_TAG),
-                        props.GATE_REVISION: Property(props.GATE_REVISION),
-                        props.GATE_BUILDID: this_buildid,
-                        "gate_url": Property("gate_url"),
-                        props.GATE_VERDICT: Property(props.GATE_VERDICT)},
-        doStepIf=publish_allowed(matrix), hideStepIf=props.hide_skipped))
-    return factory
+def gate_factory(matrix: Matrix, settings: Settings, evidence=None) -> BuildFactory:
+    return BuildFactory([GateFanOut(matrix, settings, evidence=evidence)])
 
 
-def gate_builder(matrix: Matrix, settings: Settings, evidence_step=None, on_leg_finished=None) -> BuilderConfig:
+def gate_builder(matrix: Matrix, settings: Settings, evidence=None) -> BuilderConfig:
     legs = ", ".join(leg.name for leg in matrix.enabled_legs)
     return BuilderConfig(
         name=GATE_BUILDER, workernames=gate_worker_names(settings.parallel_gates),
-        factory=gate_factory(matrix, settings, evidence_step, on_leg_finished),
+        factory=gate_factory(matrix, settings, evidence),
         tags=["gate"], collapseRequests=False,
         description=f"Release gate for tags matching {matrix.release.tags}: every leg ({legs}) at the tag's commit",
     )

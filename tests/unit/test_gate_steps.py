@@ -10,7 +10,6 @@ import pytest
 from buildbot.process.buildstep import create_step_from_step_or_factory
 from buildbot.process.properties import Properties
 from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS
-from buildbot.steps.trigger import Trigger
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import TestBuildStepMixin
 from twisted.internet import defer
@@ -83,11 +82,8 @@ def test_gate_builder():
     builder = gate.gate_builder(MATRIX, SETTINGS)
     assert (builder.name, builder.workernames, builder.tags, builder.collapseRequests) == (
         "release-gate", ["gate"] + [f"gate_{i}" for i in range(2, SETTINGS.parallel_gates + 1)], ["gate"], False)
-    steps = [s.step_class for s in builder.factory.steps]
-    assert steps == [gate.GateFanOut, Trigger]
-    publish = builder.factory.steps[1]
-    assert publish.kwargs["schedulerNames"] == ["publish"]
-    assert publish.kwargs["waitForFinish"] is False     # the verdict does not wait for the release
+    # one step: resolving, the legs, the evidence and starting publish are all the fan-out's
+    assert [s.step_class for s in builder.factory.steps] == [gate.GateFanOut]
     assert gate.leg_scheduler_name("a-leg") == "leg-a-leg"
 
 
@@ -220,3 +216,87 @@ def test_finish_leg_counts_the_last_attempt():
     outcome, _ = finish(SUCCESS, [build(1, 5), build(2, SUCCESS)])      # 5 = RETRY (worker lost)
     assert outcome.green and outcome.number == 2
     assert outcome.reason == "attempt 2 (earlier attempts lost their worker)"
+
+
+# --- after the verdict: evidence, then publish ------------------------------------------------
+
+class FakeEvidence:
+    def __init__(self, error=None):
+        self.error = error
+        self.written = []
+
+    def leg_finished(self, step, outcome):
+        pass
+
+    def write(self, step, tally_, revision):
+        self.written.append(revision)
+        return defer.fail(self.error) if self.error else defer.succeed("record")
+
+
+class FakePublishScheduler:
+    def __init__(self):
+        self.calls = []
+
+    def trigger(self, **kwargs):
+        self.calls.append(kwargs)
+        return defer.succeed((77, {"release-publish": 501})), defer.Deferred()
+
+
+def after_verdict(verdict_green=True, dry=False, evidence=None, tag="v1.2.3"):
+    fan_out = create_step_from_step_or_factory(gate.GateFanOut(MATRIX, SETTINGS, evidence=evidence))
+    publisher = FakePublishScheduler()
+    fan_out.master = SimpleNamespace(config=SimpleNamespace(buildbotURL="http://gate/"),
+                                     scheduler_manager=SimpleNamespace(namedServices={"publish": publisher}))
+    build_props = Properties()
+    build_props.setProperty(props.DRY_RUN, dry, "force")
+    build_props.setProperty(props.RELEASE_TAG, tag, "gate")
+    build_props.setProperty("gate_url", "http://gate/#/builders/1/builds/3", "gate")
+    fan_out.build = SimpleNamespace(buildid=42, number=3, getProperty=build_props.getProperty,
+                                    getProperties=lambda: build_props, hasProperty=build_props.hasProperty)
+    fan_out.getProperty = build_props.getProperty
+    fan_out.tag = tag
+    fan_out.tally.dry_run = dry
+    fan_out.select(tag, dry, False, "", False)
+    for outcome in fan_out.tally.outcomes:
+        if outcome.counts:
+            outcome.state, outcome.results, outcome.buildid = "done", SUCCESS if verdict_green else FAILURE, 9
+    build_props.setProperty(props.GATE_VERDICT, fan_out.tally.verdict(), "gate")
+    urls, logs = [], []
+    fan_out.addURL = lambda name, url: urls.append((name, url)) or defer.succeed(None)
+    fan_out.addCompleteLog = lambda name, text: logs.append((name, text)) or defer.succeed(None)
+    result = []
+    fan_out.after_verdict(dry, COMMIT).addCallback(result.append)
+    return result[0], publisher.calls, urls, logs, fan_out
+
+
+def test_a_green_gate_writes_its_evidence_then_starts_publish_without_waiting():
+    evidence = FakeEvidence()
+    result, calls, urls, _, _ = after_verdict(evidence=evidence)
+    assert result == SUCCESS and evidence.written == [COMMIT]
+    [call] = calls
+    assert call["waited_for"] is False and call["parent_buildid"] == 42
+    assert call["sourcestamps"][0]["branch"] == "refs/tags/v1.2.3" and call["sourcestamps"][0]["revision"] == COMMIT
+    handed = call["set_props"]
+    # publish refuses a release without a green gate's id (Buildbot has no 'buildid' property)
+    assert handed.getProperty(props.GATE_BUILDID) == 42 and handed.getProperty(props.GATE_VERDICT) == "green"
+    assert handed.getProperty(props.RELEASE_TAG) == "v1.2.3" and handed.getProperty(props.GATE_REVISION) == COMMIT
+    assert urls == [("publish #501", "http://gate/#/buildrequests/501")]
+
+
+def test_a_red_gate_writes_evidence_and_does_not_publish():
+    evidence = FakeEvidence()
+    result, calls, _, _, _ = after_verdict(verdict_green=False, evidence=evidence)
+    assert result == FAILURE and evidence.written == [COMMIT] and calls == []
+
+
+def test_a_dry_run_writes_no_evidence_and_never_publishes():
+    evidence = FakeEvidence()
+    result, calls, _, _, _ = after_verdict(dry=True, evidence=evidence)
+    assert result == SUCCESS and evidence.written == [] and calls == []
+
+
+def test_a_green_gate_whose_evidence_failed_is_not_published():
+    result, calls, _, logs, fan_out = after_verdict(evidence=FakeEvidence(OSError("disk full")))
+    assert result == EXCEPTION and calls == []
+    assert logs == [("evidence error", "OSError: disk full\n")]
+    assert fan_out.getResultSummary()["build"].endswith("; evidence not written (disk full): not published")

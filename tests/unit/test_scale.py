@@ -47,23 +47,3 @@ def test_dashboard_does_not_list_the_extra_gate_workers():
     rest = [{"name": n, "connected_to": [{"masterid": 1}], "paused": False} for n in ("gate", "gate_2", "kvm-1")]
     view = dashboard.workers_view(rest, WorkerSet("w.yaml", (WorkerSpec("kvm-1", {"kvm": True}),)), lambda n: None)
     assert [row["name"] for row in view] == ["kvm-1", "gate"]
-
-
-def test_the_gate_hands_publish_its_own_build_id():
-    """Publish refuses a release without a green gate's id; Buildbot has no 'buildid' property."""
-    from types import SimpleNamespace
-
-    from buildbot.process.properties import Properties
-    from twisted.internet import defer
-
-    from matrixgate import gate, props
-    from matrixgate.settings import Settings
-
-    matrix = loader.load_matrix(REPO / "matrix" / "example-platform.yaml")
-    trigger = gate.gate_factory(matrix, Settings(basedir=REPO, repo_url="/srv/p.git")).steps[-1]
-    properties = Properties(buildnumber=3)
-    properties.build = SimpleNamespace(buildid=42)
-    rendered = []
-    defer.maybeDeferred(properties.render, trigger.kwargs["set_properties"][props.GATE_BUILDID]).addCallback(
-        rendered.append)
-    assert rendered == [42]
