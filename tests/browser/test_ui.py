@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from harness import EXAMPLE_MATRIX, GateMaster, PlatformRepo, cleanup  # noqa: E402
+from harness import EXAMPLE_MATRIX, USERS, GateMaster, PlatformRepo, cleanup, result_name  # noqa: E402
 
 from matrixgate import loader  # noqa: E402
 
@@ -138,3 +138,33 @@ def test_dashboard_shows_which_tag_may_be_released_and_what_blocks_the_other(gat
     shot(page, "dashboard-plugin-page")
     print("timings:", {k: round(v, 1) for k, v in timings.items()})
 
+
+
+def test_run_leg_on_a_leg_page_runs_that_leg_only(gated, browser):
+    """``force-leg`` is one form for every leg: the leg page's *Run leg* sends that builder's id."""
+    master, _ = gated
+    leg = "creditservice-nightlight"
+    builderid = master.builder_id(leg)
+    before = {r["buildrequestid"] for r in master.buildrequests()}
+    context = browser.new_context(viewport={"width": 1500, "height": 950},
+                                  http_credentials={"username": "dev", "password": USERS["dev"][0]})
+    try:
+        page = context.new_page()
+        page.goto(master.url + "/auth/login")          # Basic auth once: the session cookie
+        page.goto(f"{master.url}/#/builders/{builderid}")
+        page.get_by_role("button", name="Run leg").click()
+        modal = page.locator(".bb-forcebuild-modal")
+        modal.get_by_text("Run this leg").wait_for(timeout=10_000)
+        assert modal.get_by_label("Dry run").is_checked()
+        page.wait_for_timeout(500)                      # the modal's fade-in, for the screenshot
+        shot(page, "run-leg-form")
+        modal.get_by_role("button", name="Start build").click()
+        page.wait_for_url(re.compile(r"#/buildrequests/\d+"), timeout=15_000)
+    finally:
+        context.close()
+    new = [r for r in master.buildrequests() if r["buildrequestid"] not in before]
+    assert [r["builderid"] for r in new] == [builderid]
+    build = master.wait_for(lambda: [b for b in master.get(f"buildrequests/{new[0]['buildrequestid']}/builds") or []
+                                     if b["complete"]], 60, "the forced leg")[0]
+    assert result_name(build) == "success" and "dry run" in build["state_string"]   # dry by default
+    assert master.build_properties(build["buildid"])["owner"] == "dev"
