@@ -12,7 +12,7 @@ properties, and the steps of blocking legs, so the page stays fast with any hist
 
 Flask is imported, and the Flask app and its templates built, on the dashboard's first request
 (:class:`LazyDashboard`): ``buildbot checkconfig`` and the master's start-up never pay for
-them (about 0.1 s of imports and 5 MB of memory).
+them (about 55 ms of imports and 5.6 MB of memory, measured).
 """
 
 from __future__ import annotations
