@@ -29,11 +29,6 @@ def is_dry_run(props) -> bool:
     return flag(props, DRY_RUN)
 
 
-def is_real_run(step) -> bool:
-    """doStepIf for steps that must not run in a dry run."""
-    return not is_dry_run(step.build)
-
-
 def hide_skipped(results, step) -> bool:
     from buildbot.process.results import SKIPPED
     return results == SKIPPED

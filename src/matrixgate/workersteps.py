@@ -28,7 +28,7 @@ def download(script: str, **kwargs) -> FileDownload:
         workerdest=script,
         workdir=TOOLS_DIR,
         mode=0o755,
-        hideStepIf=lambda results, step: results == SUCCESS or props.hide_skipped(results, step),
+        hideStepIf=lambda results, step: results == SUCCESS,   # shown when it fails
         **kwargs,
     )
 

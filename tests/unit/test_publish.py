@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from buildbot.process.results import FAILURE, SUCCESS
@@ -31,6 +32,13 @@ def test_publish_builder():
     assert shell["command"] == './scripts/publish-release.sh "$RELEASE_TAG" "$RELEASE_REVISION"'
     assert shell["logEnviron"] is False and shell["haltOnFailure"] is True
     assert set(shell["env"]) == {"RELEASE_TAG", "RELEASE_REVISION", "GATE_BUILD_URL"}
+
+
+def test_a_release_without_publish_commands_only_keeps_the_ledger():
+    matrix = loader.load_matrix(REPO / "matrix" / "matrix.yaml")
+    empty = dataclasses.replace(matrix, release=dataclasses.replace(matrix.release, publish=()))
+    builder = publish.publish_builder(empty, Settings(basedir=Path("/srv/gate"), repo_url="/srv/git/p.git"))
+    assert [s.step_class for s in builder.factory.steps] == [publish.ClaimRelease, publish.RecordRelease]
 
 
 class LedgerTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
