@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from buildbot.plugins import util
 from buildbot.www.auth import CustomAuth, UserInfoProviderBase
-from buildbot.www.authz.endpointmatchers import ForceBuildEndpointMatcher
+from buildbot.www.authz.authz import Authz
+from buildbot.www.authz.endpointmatchers import (
+    AnyControlEndpointMatcher, ForceBuildEndpointMatcher, RebuildBuildEndpointMatcher, StopBuildEndpointMatcher,
+)
+from buildbot.www.authz.roles import RolesFromGroups
 from twisted.internet import defer
 
 from . import users
@@ -73,17 +76,17 @@ def build_auth(secrets_dir: Path) -> UsersFileAuth:
     return UsersFileAuth(secrets_dir / users.FILE_NAME)
 
 
-def build_authz() -> util.Authz:
-    return util.Authz(
+def build_authz() -> Authz:
+    return Authz(
         allowRules=[
             RealReleaseForceMatcher(role="releasers"),
-            util.ForceBuildEndpointMatcher(role="users"),
+            ForceBuildEndpointMatcher(role="users"),
             # A rebuild of a gate replays its properties: a real one may publish.
-            util.RebuildBuildEndpointMatcher(builder=GATE_BUILDER, role="releasers"),
-            util.RebuildBuildEndpointMatcher(builder=PUBLISH_BUILDER, role="releasers"),
-            util.StopBuildEndpointMatcher(role="users"),
-            util.RebuildBuildEndpointMatcher(role="users"),
-            util.AnyControlEndpointMatcher(role="admins"),
+            RebuildBuildEndpointMatcher(builder=GATE_BUILDER, role="releasers"),
+            RebuildBuildEndpointMatcher(builder=PUBLISH_BUILDER, role="releasers"),
+            StopBuildEndpointMatcher(role="users"),
+            RebuildBuildEndpointMatcher(role="users"),
+            AnyControlEndpointMatcher(role="admins"),
         ],
-        roleMatchers=[util.RolesFromGroups(groupPrefix="")],
+        roleMatchers=[RolesFromGroups(groupPrefix="")],
     )

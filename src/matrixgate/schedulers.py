@@ -10,7 +10,11 @@
 
 from __future__ import annotations
 
-from buildbot.plugins import changes, schedulers, util
+from buildbot.changes.filter import ChangeFilter
+from buildbot.changes.gitpoller import GitPoller
+from buildbot.schedulers.basic import AnyBranchScheduler
+from buildbot.schedulers.forcesched import StringParameter
+from buildbot.schedulers.triggerable import Triggerable
 
 from .forcing import MatrixForceScheduler, gate_params, leg_force_scheduler
 from .gate import GATE_BUILDER, PUBLISH_SCHEDULER, leg_scheduler_name
@@ -22,7 +26,7 @@ from .tags import tag_of
 GITPOLLER_WORKDIR = "gitpoller-work"
 
 
-class TagPoller(changes.GitPoller):
+class TagPoller(GitPoller):
     """Buildbot's GitPoller, except that a pushed tag is one change, at the tagged commit.
 
     The stock poller makes one change per commit it had not seen, on the ref that brought
@@ -51,32 +55,32 @@ class TagPoller(changes.GitPoller):
         return super()._process_changes(newRev, branch).addBoth(drop_bound)
 
 
-def release_tag_filter(matrix: Matrix) -> util.ChangeFilter:
+def release_tag_filter(matrix: Matrix) -> ChangeFilter:
     def is_release_tag(change) -> bool:
         tag = tag_of(change.branch, change.category)
         return tag is not None and matrix.release.matches(tag)
-    return util.ChangeFilter(filter_fn=is_release_tag)
+    return ChangeFilter(filter_fn=is_release_tag)
 
 
 def build_schedulers(matrix: Matrix, settings: Settings) -> list:
     legs = matrix.enabled_legs
     built = [
-        schedulers.AnyBranchScheduler(
+        AnyBranchScheduler(
             name="release-tags", builderNames=[GATE_BUILDER], treeStableTimer=None,
             change_filter=release_tag_filter(matrix)),
-        schedulers.Triggerable(name=PUBLISH_SCHEDULER, builderNames=[PUBLISH_BUILDER]),
+        Triggerable(name=PUBLISH_SCHEDULER, builderNames=[PUBLISH_BUILDER]),
         MatrixForceScheduler(
             name="force-release-gate", builderNames=[GATE_BUILDER], repo_url=settings.repo_url,
             project=matrix.platform, need_target=True, properties=gate_params(),
             buttonName="Start gate", label="Run the release gate",
-            reason=util.StringParameter(name="reason", label="Reason", default="forced gate", size=40)),
+            reason=StringParameter(name="reason", label="Reason", default="forced gate", size=40)),
         MatrixForceScheduler(
             name="force-release-publish", builderNames=[PUBLISH_BUILDER], repo_url=settings.repo_url,
             project=matrix.platform, need_target=True, tag_required=True,
             buttonName="Publish", label="Publish a tag (releasers only; once per tag)",
-            reason=util.StringParameter(name="reason", label="Reason", default="forced publish", size=40)),
+            reason=StringParameter(name="reason", label="Reason", default="forced publish", size=40)),
     ]
-    built += [schedulers.Triggerable(name=leg_scheduler_name(leg.name), builderNames=[leg.name]) for leg in legs]
+    built += [Triggerable(name=leg_scheduler_name(leg.name), builderNames=[leg.name]) for leg in legs]
     if legs:  # one form for every leg (a form per leg cost ~2.2 s of start-up at 500 legs)
         built.append(leg_force_scheduler([leg.name for leg in legs], settings.repo_url, matrix.platform))
     return built

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, distribution
 
-from buildbot.plugins import util
+from buildbot.process.properties import Secret
 from twisted.python import log
 
 from .auth import build_auth, build_authz
@@ -61,10 +61,10 @@ def change_hook_dialects(settings: Settings) -> dict:
 
     GitHub and GitLab use Buildbot's handlers through size-bounded subclasses (``hooks``)."""
     return {
-        "github": {"custom_class": github_handler, "secret": util.Secret("github-webhook-secret"),
+        "github": {"custom_class": github_handler, "secret": Secret("github-webhook-secret"),
                    "strict": True},
-        "gitlab": {"custom_class": gitlab_handler, "secret": util.Secret("gitlab-webhook-secret")},
-        "git": {"custom_class": git_handler, "secret": util.Secret("git-hook-secret"),
+        "gitlab": {"custom_class": gitlab_handler, "secret": Secret("gitlab-webhook-secret")},
+        "git": {"custom_class": git_handler, "secret": Secret("git-hook-secret"),
                 "repository": settings.repo_url},
     }
 

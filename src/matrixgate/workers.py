@@ -11,7 +11,9 @@ import json
 import threading
 from pathlib import Path
 
-from buildbot.plugins import util, worker as bbworker
+from buildbot.process.properties import Secret
+from buildbot.worker import Worker
+from buildbot.worker.local import LocalWorker
 from twisted.python import log
 
 from .model import WorkerSet
@@ -24,16 +26,16 @@ def worker_properties(spec) -> dict:
 
 
 def build_workers(workers: WorkerSet, parallel_gates: int = 1) -> list:
-    built = [bbworker.LocalWorker(GATE_WORKER, max_builds=None)]
+    built = [LocalWorker(GATE_WORKER, max_builds=None)]
     # one more in-master worker per gate that may run at the same time (release-gate only)
-    built += [bbworker.LocalWorker(name, max_builds=1) for name in gate_worker_names(parallel_gates)[1:]]
+    built += [LocalWorker(name, max_builds=1) for name in gate_worker_names(parallel_gates)[1:]]
     for spec in workers.workers:
         if spec.local:
-            built.append(bbworker.LocalWorker(
+            built.append(LocalWorker(
                 spec.name, max_builds=spec.max_builds, properties=worker_properties(spec)))
         else:
-            built.append(bbworker.Worker(
-                spec.name, util.Secret(spec.password_secret), max_builds=spec.max_builds,
+            built.append(Worker(
+                spec.name, Secret(spec.password_secret), max_builds=spec.max_builds,
                 properties=worker_properties(spec), missing_timeout=300))
     return built
 
