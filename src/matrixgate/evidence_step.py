@@ -89,15 +89,16 @@ class EvidenceWriter:
     def __repr__(self):
         return "EvidenceWriter()"
 
-    def leg_finished(self, step, outcome) -> None:
-        if outcome.buildid is None:
+    def leg_finished(self, step, leg: str, buildid: int, number: int) -> None:
+        reads = self._reads.setdefault(step.build, {})
+        if buildid in reads:  # told twice: by the build's end and by the request's
             return
-        reading = read_leg_files(step.master, self.settings, outcome.leg, outcome.buildid, outcome.number)
+        reading = read_leg_files(step.master, self.settings, leg, buildid, number)
 
         def failed(failure):  # read again when writing, which reports its own error
-            log.msg(f"matrixgate: early read of {outcome.leg}'s evidence failed: {failure.getErrorMessage()}")
+            log.msg(f"matrixgate: early read of {leg}'s evidence failed: {failure.getErrorMessage()}")
             return None
-        self._reads.setdefault(step.build, {})[outcome.buildid] = reading.addErrback(failed)
+        reads[buildid] = reading.addErrback(failed)
 
     @defer.inlineCallbacks
     def write(self, step, tally, revision: str):
@@ -125,10 +126,11 @@ class EvidenceWriter:
         record = yield threads.deferToThread(write_evidence, self.settings.evidence_dir, gate)
         step.setProperty("evidence", {"name": record.name, "directory": str(record.directory),
                                       "bundle": record.bundle.name}, "evidence")
-        for label, rel in (("evidence bundle", record.bundle.name),
-                           ("manifest.json", f"{record.name}/manifest.json"),
-                           ("release notes", f"{record.name}/release-notes.md")):
-            yield step.addURL(label, evidence_url(self.settings, rel))
+        yield defer.gatherResults([
+            step.addURL(label, evidence_url(self.settings, rel))
+            for label, rel in (("evidence bundle", record.bundle.name),
+                               ("manifest.json", f"{record.name}/manifest.json"),
+                               ("release notes", f"{record.name}/release-notes.md"))], consumeErrors=True)
         return record
 
     @defer.inlineCallbacks

@@ -17,7 +17,7 @@ from buildbot.config import BuilderConfig
 from buildbot.process import buildstep
 from buildbot.process.factory import BuildFactory
 from buildbot.process.properties import Properties
-from buildbot.process.results import EXCEPTION, FAILURE, SUCCESS, Results, worst_status
+from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SUCCESS, Results, worst_status
 from buildbot.reporters.utils import getURLForBuild, getURLForBuildrequest
 from twisted.internet import defer
 from twisted.python import log
@@ -102,7 +102,8 @@ class GateFanOut(buildstep.BuildStep):
         self.resolved: list[str] = []             # how the tag was resolved (top of the log)
         self.refusal = ""                         # why nothing was gated, if so
         self.brids: dict[int, str] = {}           # buildrequest id -> leg
-        self.consumer = None
+        self.leg_builds: dict[int, dict[int, dict]] = {}   # buildrequest id -> {buildid: build}, from events
+        self.consumers: list = []
 
     def __repr__(self):
         return f"GateFanOut({len(self.matrix.enabled_legs)} legs)"
@@ -170,9 +171,6 @@ class GateFanOut(buildstep.BuildStep):
         self.setProperty(props.GATE_REVISION, revision, "release gate")
         builderid = yield self.build.builder.getBuilderId()
         self.setProperty("gate_url", getURLForBuild(self.master, builderid, self.build.number), "release gate")
-        # Buildbot stores a build's properties between steps; this step runs for the whole
-        # gate, and the dashboard and REST clients must see which tag it gates from now on.
-        yield self.master.data.updates.setBuildProperties(self.build.buildid, self.build)
         dry = props.is_dry_run(self.build)
         skip_plasma = props.flag(self.build, props.SKIP_PLASMA)
         skip_reason = (self.getProperty(props.SKIP_REASON) or "").strip()
@@ -187,14 +185,21 @@ class GateFanOut(buildstep.BuildStep):
             for leg, build in reusable.items():
                 yield self.mark_reused(leg, build)
                 to_run.remove(leg)
-        self.consumer = yield self.master.mq.startConsuming(self.on_build_new, ("builds", None, "new"))
+        self.consumers = [
+            (yield self.master.mq.startConsuming(self.on_build_new, ("builds", None, "new"))),
+            (yield self.master.mq.startConsuming(self.on_build_finished, ("builds", None, "finished"))),
+        ]
         try:
             waits = [self.trigger_leg(leg, revision, dry) for leg in to_run]
             self.updateSummary()
+            # Buildbot stores a build's properties between steps; this step runs for the
+            # whole gate, and the dashboard and REST clients must see which tag it gates
+            # while the legs run.  (After the triggers: the legs need not wait for it.)
+            yield self.master.data.updates.setBuildProperties(self.build.buildid, self.build)
             yield defer.DeferredList(waits, consumeErrors=True)
         finally:
-            self.consumer.stopConsuming()
-        yield self.publish_results()
+            for consumer in self.consumers:
+                consumer.stopConsuming()
         return (yield self.after_verdict(dry, revision))
 
     @defer.inlineCallbacks
@@ -204,6 +209,7 @@ class GateFanOut(buildstep.BuildStep):
         In this step rather than steps of their own: each Buildbot step is a round of
         database writes, and these follow the verdict on every gate."""
         results = self.tally.results()
+        logged = self.publish_results()   # the legs log and properties, while the evidence is written
         if not dry and self.evidence is not None:
             try:
                 yield self.evidence.write(self, self.tally, revision)
@@ -212,6 +218,7 @@ class GateFanOut(buildstep.BuildStep):
                 self.evidence_problem = f"evidence not written ({exc}): not published"
                 yield self.addCompleteLog("evidence error", f"{type(exc).__name__}: {exc}\n")
                 results = worst_status(results, EXCEPTION)
+        yield logged
         if not self.evidence_problem and publish_allowed(self.matrix)(self):
             yield self.start_publish(revision)
         return results
@@ -249,8 +256,12 @@ class GateFanOut(buildstep.BuildStep):
         yield self.addURL(f"{leg} #{build['number']} (reused)", outcome.url)
 
     def leg_finished(self, outcome):
+        if outcome.buildid is not None:
+            self.read_evidence_early(outcome.leg, outcome.buildid, outcome.number)
+
+    def read_evidence_early(self, leg: str, buildid: int, number: int):
         if self.evidence is not None and not self.tally.dry_run:
-            self.evidence.leg_finished(self, outcome)
+            self.evidence.leg_finished(self, leg, buildid, number)
 
     @defer.inlineCallbacks
     def trigger_leg(self, leg: str, revision: str, dry: bool):
@@ -290,7 +301,9 @@ class GateFanOut(buildstep.BuildStep):
     def finish_leg(self, leg: str, brids: list[int], request_results):
         outcome = self.tally.get(leg)
         brid = brids[0]
-        builds = yield self.master.data.get(("buildrequests", brid, "builds"))
+        builds = self.builds_seen(brid)
+        if builds is None:
+            builds = yield self.master.data.get(("buildrequests", brid, "builds"))
         outcome.results = request_results if request_results is not None else EXCEPTION
         if builds:
             final = max(builds, key=lambda b: b["number"])
@@ -341,11 +354,35 @@ class GateFanOut(buildstep.BuildStep):
         worker = yield self.master.data.get(("workers", workerid))
         return worker["name"] if worker else None
 
+    def builds_seen(self, brid: int) -> list[dict] | None:
+        """The request's builds as their events told them, if that account is complete (every
+        build seen finished, the last not a retry); else None, and the database is asked.
+
+        The build's "finished" event comes before Buildbot completes the request and its
+        buildset, so this saves a query between the last leg's end and the verdict."""
+        builds = list(self.leg_builds.get(brid, {}).values())
+        if not builds or any(not b.get("complete") for b in builds):
+            return None
+        if max(builds, key=lambda b: b["number"]).get("results") == RETRY:
+            return None
+        return builds
+
+    def on_build_finished(self, key, build):
+        """Note each leg build as it ends, and start reading its evidence at once."""
+        brid = build.get("buildrequestid")
+        leg = self.brids.get(brid)
+        if leg is None:
+            return
+        self.leg_builds.setdefault(brid, {})[build["buildid"]] = build
+        if build.get("results") != RETRY:
+            self.read_evidence_early(leg, build["buildid"], build["number"])
+
     def on_build_new(self, key, build):
         """Link each leg build as soon as it starts, like Buildbot's Trigger does."""
         leg = self.brids.get(build.get("buildrequestid"))
         if leg is None:
             return None
+        self.leg_builds.setdefault(build["buildrequestid"], {}).setdefault(build["buildid"], build)
         url = getURLForBuild(self.master, build["builderid"], build["number"])
         return self.addURL(f"{leg} #{build['number']}", url)
 

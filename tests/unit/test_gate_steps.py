@@ -225,8 +225,8 @@ class FakeEvidence:
         self.error = error
         self.written = []
 
-    def leg_finished(self, step, outcome):
-        pass
+    def leg_finished(self, step, leg, buildid, number):
+        self.read_early = getattr(self, "read_early", []) + [(leg, buildid, number)]
 
     def write(self, step, tally_, revision):
         self.written.append(revision)
@@ -271,7 +271,7 @@ def after_verdict(verdict_green=True, dry=False, evidence=None, tag="v1.2.3"):
 
 def test_a_green_gate_writes_its_evidence_then_starts_publish_without_waiting():
     evidence = FakeEvidence()
-    result, calls, urls, _, _ = after_verdict(evidence=evidence)
+    result, calls, urls, _, fan_out = after_verdict(evidence=evidence)
     assert result == SUCCESS and evidence.written == [COMMIT]
     [call] = calls
     assert call["waited_for"] is False and call["parent_buildid"] == 42
@@ -281,6 +281,7 @@ def test_a_green_gate_writes_its_evidence_then_starts_publish_without_waiting():
     assert handed.getProperty(props.GATE_BUILDID) == 42 and handed.getProperty(props.GATE_VERDICT) == "green"
     assert handed.getProperty(props.RELEASE_TAG) == "v1.2.3" and handed.getProperty(props.GATE_REVISION) == COMMIT
     assert urls == [("publish #501", "http://gate/#/buildrequests/501")]
+    assert fan_out.getProperty(props.GATE_VERDICT) == "green"          # recorded with the legs table
 
 
 def test_a_red_gate_writes_evidence_and_does_not_publish():
@@ -298,5 +299,27 @@ def test_a_dry_run_writes_no_evidence_and_never_publishes():
 def test_a_green_gate_whose_evidence_failed_is_not_published():
     result, calls, _, logs, fan_out = after_verdict(evidence=FakeEvidence(OSError("disk full")))
     assert result == EXCEPTION and calls == []
-    assert logs == [("evidence error", "OSError: disk full\n")]
+    assert [name for name, _ in logs] == ["legs", "evidence error"]
+    assert dict(logs)["evidence error"] == "OSError: disk full\n"
     assert fan_out.getResultSummary()["build"].endswith("; evidence not written (disk full): not published")
+
+
+def test_build_events_give_the_final_build_without_a_query_and_start_the_evidence_read():
+    evidence = FakeEvidence()
+    fan_out = create_step_from_step_or_factory(gate.GateFanOut(MATRIX, SETTINGS, evidence=evidence))
+    fan_out.addURL = lambda name, url: defer.succeed(None)
+    fan_out.master = SimpleNamespace(config=SimpleNamespace(buildbotURL="http://gate/"))
+    fan_out.brids = {5: "chainfire-flaredb"}
+    lost = dict(build(1, None), buildrequestid=5, complete=False)
+    fan_out.on_build_new(None, lost)
+    assert fan_out.builds_seen(5) is None                     # still running: ask the database
+    fan_out.on_build_finished(None, dict(lost, complete=True, results=5))      # RETRY: worker lost
+    assert fan_out.builds_seen(5) is None                     # a retry follows: not final
+    assert not hasattr(evidence, "read_early")                # a lost attempt is no evidence
+    final = dict(build(2, SUCCESS), buildrequestid=5, complete=True)
+    fan_out.on_build_new(None, dict(final, complete=False))
+    fan_out.on_build_finished(None, final)
+    assert sorted(b["number"] for b in fan_out.builds_seen(5)) == [1, 2]
+    assert evidence.read_early == [("chainfire-flaredb", 92, 2)]
+    fan_out.on_build_finished(None, dict(build(7, SUCCESS), buildrequestid=99, complete=True))  # not ours
+    assert 99 not in fan_out.leg_builds and len(evidence.read_early) == 1
