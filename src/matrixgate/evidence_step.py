@@ -14,6 +14,7 @@ import re
 import weakref
 from pathlib import Path
 
+import sqlalchemy as sa
 from twisted.internet import defer, threads
 from twisted.python import log
 
@@ -42,22 +43,47 @@ class LegFiles:
         self.probed = probed
 
 
+def steps_with_logs(conn, model, buildid: int) -> list:
+    """(step number, step name, hidden, results, logid, log slug, log type) of every log of a
+    build, in order (runs in the DB thread)."""
+    steps, logs = model.steps, model.logs
+    query = (sa.select(steps.c.number, steps.c.name, steps.c.hidden, steps.c.results,
+                       logs.c.id, logs.c.slug, logs.c.type)
+             .join(logs, logs.c.stepid == steps.c.id)
+             .where(steps.c.buildid == buildid)
+             .order_by(steps.c.number, logs.c.id))
+    return conn.execute(query).all()
+
+
+async def _log_text(master, logid: int, prefix: str, stdio: bool) -> str:
+    parts = [prefix] if prefix else []
+    async for line in master.db.logs.iter_log_lines(logid):
+        parts.append(line[1:] if stdio else line)   # a stdio line starts with its stream
+    return "".join(parts)
+
+
+def raw_log(master, logid: int, log_type: str, builder: str, number: int, worker: str | None):
+    """A log as the data API's ``/logs/<id>/raw`` (the UI's download button) serves it,
+    byte for byte, from one query over its chunks instead of one per build, builder,
+    worker, step and log: the gate reads every leg's logs, and Buildbot's database runs
+    one query at a time on SQLite."""
+    prefix = ""
+    if log_type == "s":
+        prefix = f"Builder: {builder}\nBuild number: {number}\n" + (f"Worker name: {worker}\n" if worker else "")
+    return defer.Deferred.fromCoroutine(_log_text(master, logid, prefix, log_type == "s"))
+
+
 @defer.inlineCallbacks
-def read_leg_files(master, settings: Settings, leg: str, buildid: int, number: int):
+def read_leg_files(master, settings: Settings, leg: str, buildid: int, number: int, worker: str | None):
     """A leg build's logs (as the UI's download button serves them), its uploaded artifacts
     and what its plasma steps recorded."""
     files: dict[str, bytes | Path] = {}
-    steps = yield master.data.get(("builds", buildid, "steps"))
-    for step in steps:
-        if step["results"] == 3 and step["hidden"]:  # skipped and hidden: nothing to keep
+    rows = yield master.db.pool.do(steps_with_logs, master.db.model, buildid)
+    for step_number, step_name, hidden, results, logid, log_slug, log_type in rows:
+        if results == 3 and hidden:  # skipped and hidden: nothing to keep
             continue
-        logs = yield master.data.get(("steps", step["stepid"], "logs"))
-        for log in logs:
-            raw = yield master.data.get(("logs", log["logid"], "raw"))
-            if raw is None:
-                continue
-            name = f"logs/{step['number']:02d}-{slug(step['name'])}-{log['slug']}.log"
-            files[name] = raw["raw"].encode("utf-8") if isinstance(raw["raw"], str) else raw["raw"]
+        text = yield raw_log(master, logid, log_type, leg, number, worker)
+        files[f"logs/{step_number:02d}-{slug(step_name)}-{log_slug}.log"] = text.encode("utf-8")
     artifacts = settings.basedir / "artifacts" / leg / str(number)
     if artifacts.is_dir():
         for path in sorted(p for p in artifacts.rglob("*") if p.is_file()):
@@ -89,11 +115,11 @@ class EvidenceWriter:
     def __repr__(self):
         return "EvidenceWriter()"
 
-    def leg_finished(self, step, leg: str, buildid: int, number: int) -> None:
+    def leg_finished(self, step, leg: str, buildid: int, number: int, worker: str | None) -> None:
         reads = self._reads.setdefault(step.build, {})
         if buildid in reads:  # told twice: by the build's end and by the request's
             return
-        reading = read_leg_files(step.master, self.settings, leg, buildid, number)
+        reading = read_leg_files(step.master, self.settings, leg, buildid, number, worker)
 
         def failed(failure):  # read again when writing, which reports its own error
             log.msg(f"matrixgate: early read of {leg}'s evidence failed: {failure.getErrorMessage()}")
@@ -145,7 +171,7 @@ class EvidenceWriter:
                 leg_files = yield read_early[buildid]
             if leg_files is None:
                 leg_files = yield read_leg_files(step.master, self.settings, outcome["leg"], buildid,
-                                                 outcome["number"])
+                                                 outcome["number"], outcome.get("worker"))
             files = dict(leg_files.files)
             if leg_files.plasma:
                 files["plasma.json"] = (json.dumps(leg_files.plasma, indent=2, sort_keys=True) + "\n").encode()

@@ -257,11 +257,11 @@ class GateFanOut(buildstep.BuildStep):
 
     def leg_finished(self, outcome):
         if outcome.buildid is not None:
-            self.read_evidence_early(outcome.leg, outcome.buildid, outcome.number)
+            self.read_evidence_early(outcome.leg, outcome.buildid, outcome.number, outcome.worker)
 
-    def read_evidence_early(self, leg: str, buildid: int, number: int):
+    def read_evidence_early(self, leg: str, buildid: int, number: int, worker: str | None):
         if self.evidence is not None and not self.tally.dry_run:
-            self.evidence.leg_finished(self, leg, buildid, number)
+            self.evidence.leg_finished(self, leg, buildid, number, worker)
 
     @defer.inlineCallbacks
     def trigger_leg(self, leg: str, revision: str, dry: bool):
@@ -345,14 +345,21 @@ class GateFanOut(buildstep.BuildStep):
             outcome.results = build.get("results")
         outcome.worker = yield self.worker_name(build["workerid"])
 
-    @defer.inlineCallbacks
-    def worker_name(self, workerid):
-        """The configured workers are in memory; ask the database only for one that is not."""
+    def known_worker(self, workerid) -> str | None:
+        """The name of a configured worker (they are in memory), or None."""
         for worker in self.master.workers.workers.values():
             if getattr(worker, "workerid", None) == workerid:
                 return worker.workername
-        worker = yield self.master.data.get(("workers", workerid))
-        return worker["name"] if worker else None
+        return None
+
+    @defer.inlineCallbacks
+    def worker_name(self, workerid):
+        """A worker's name; the database is asked only for a worker no longer configured."""
+        name = self.known_worker(workerid)
+        if name is None:
+            worker = yield self.master.data.get(("workers", workerid))
+            name = worker["name"] if worker else None
+        return name
 
     def builds_seen(self, brid: int) -> list[dict] | None:
         """The request's builds as their events told them, if that account is complete (every
@@ -375,7 +382,7 @@ class GateFanOut(buildstep.BuildStep):
             return
         self.leg_builds.setdefault(brid, {})[build["buildid"]] = build
         if build.get("results") != RETRY:
-            self.read_evidence_early(leg, build["buildid"], build["number"])
+            self.read_evidence_early(leg, build["buildid"], build["number"], self.known_worker(build.get("workerid")))
 
     def on_build_new(self, key, build):
         """Link each leg build as soon as it starts, like Buildbot's Trigger does."""

@@ -225,8 +225,8 @@ class FakeEvidence:
         self.error = error
         self.written = []
 
-    def leg_finished(self, step, leg, buildid, number):
-        self.read_early = getattr(self, "read_early", []) + [(leg, buildid, number)]
+    def leg_finished(self, step, leg, buildid, number, worker):
+        self.read_early = getattr(self, "read_early", []) + [(leg, buildid, number, worker)]
 
     def write(self, step, tally_, revision):
         self.written.append(revision)
@@ -308,7 +308,8 @@ def test_build_events_give_the_final_build_without_a_query_and_start_the_evidenc
     evidence = FakeEvidence()
     fan_out = create_step_from_step_or_factory(gate.GateFanOut(MATRIX, SETTINGS, evidence=evidence))
     fan_out.addURL = lambda name, url: defer.succeed(None)
-    fan_out.master = SimpleNamespace(config=SimpleNamespace(buildbotURL="http://gate/"))
+    fan_out.master = SimpleNamespace(config=SimpleNamespace(buildbotURL="http://gate/"), workers=SimpleNamespace(
+        workers={"kvm-1": SimpleNamespace(workerid=400, workername="kvm-1")}))
     fan_out.brids = {5: "chainfire-flaredb"}
     lost = dict(build(1, None), buildrequestid=5, complete=False)
     fan_out.on_build_new(None, lost)
@@ -320,6 +321,6 @@ def test_build_events_give_the_final_build_without_a_query_and_start_the_evidenc
     fan_out.on_build_new(None, dict(final, complete=False))
     fan_out.on_build_finished(None, final)
     assert sorted(b["number"] for b in fan_out.builds_seen(5)) == [1, 2]
-    assert evidence.read_early == [("chainfire-flaredb", 92, 2)]
+    assert evidence.read_early == [("chainfire-flaredb", 92, 2, "kvm-1")]
     fan_out.on_build_finished(None, dict(build(7, SUCCESS), buildrequestid=99, complete=True))  # not ours
     assert 99 not in fan_out.leg_builds and len(evidence.read_early) == 1
