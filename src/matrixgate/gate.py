@@ -268,14 +268,13 @@ class GateFanOut(buildstep.BuildStep):
         scheduler = self.master.scheduler_manager.namedServices[leg_scheduler_name(leg)]
         outcome = self.tally.get(leg)
         outcome.state = "running"
+        # Only what the leg cannot know otherwise: every build property is a database write
+        # in every leg build, and the legs of a gate start all at once on SQLite's single
+        # database thread.  A real run is the default (no dry_run property); the tag and
+        # revision are the source stamp's, and the gate is the buildset's parent.
         set_props = Properties()
-        # Only what the leg reads: each build property is a database write in every leg
-        # build.  The revision is the source stamp's; the gate is the buildset's parent.
-        for name, value in (
-            (props.DRY_RUN, dry), (props.RELEASE_TAG, self.tag or ""),
-            ("reason", f"{'dry run of ' if dry else ''}release gate for {self.tag or revision}"),
-        ):
-            set_props.setProperty(name, value, "release gate")
+        if dry:
+            set_props.setProperty(props.DRY_RUN, True, "release gate")
         source = self.build.getSourceStamp("")
         branch = f"refs/tags/{self.tag}" if self.tag else (source.branch if source else None)
         sourcestamps = [{"codebase": "", "repository": self.settings.repo_url, "branch": branch,

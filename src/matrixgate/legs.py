@@ -19,7 +19,7 @@ from pathlib import Path
 from buildbot.config import BuilderConfig
 from buildbot.process.buildstep import get_factory_from_step_or_factory
 from buildbot.process.factory import BuildFactory
-from buildbot.process.properties import Interpolate, Property
+from buildbot.process.properties import Interpolate, Property, renderer
 from buildbot.steps.shell import ShellCommand
 from buildbot.steps.source.git import Git
 from buildbot.steps.transfer import FileUpload
@@ -28,6 +28,7 @@ from . import attempts, props, workersteps
 from .dryrun import DryRunPlan
 from .model import Leg, SecretRef
 from .settings import Settings
+from .tags import tag_of
 
 TAGS_FOR_LEG = ("matrix",)
 
@@ -42,6 +43,13 @@ def matrix_env(leg: Leg) -> dict:
             for name, value in leg.env.items()}
 
 
+@renderer
+def release_tag(properties) -> str:
+    """The tag a leg build runs for: its source stamp's branch is ``refs/tags/<tag>`` when a
+    gate triggered it (a forced leg on a branch or a bare revision has none)."""
+    return tag_of(properties.getProperty("branch"), None) or ""
+
+
 def leg_env(leg: Leg) -> dict:
     """The env of the leg's commands: the matrix's, plus what the gate knows.
 
@@ -50,7 +58,7 @@ def leg_env(leg: Leg) -> dict:
     """
     env = matrix_env(leg)
     env.setdefault("MATRIX_LEG", leg.name)
-    env.setdefault("RELEASE_TAG", Property(props.RELEASE_TAG, default=""))
+    env.setdefault("RELEASE_TAG", release_tag)
     if leg.is_plasma:
         env["PLASMAVMC_QEMU_PATH"] = Property("plasma_qemu_path", default="")
         env["PLASMAVMC_QCOW2_PATH"] = Property("plasma_qcow2_path", default="")

@@ -44,6 +44,9 @@ def test_tag_push_gates_every_leg_at_the_tag_commit_and_publishes_once(shared_ga
         request = master.get(f"buildrequests/{build['buildrequestid']}")[0]
         sourcestamps = master.get(f"buildsets/{request['buildsetid']}")[0]["sourcestamps"]
         assert sourcestamps[0]["revision"] == commit
+    # the leg's commands were told which release they test (RELEASE_TAG, from the source stamp)
+    chainfire = legs["chainfire-flaredb"]["buildid"]
+    assert "release tag: v1.0.0" in master.stdio(chainfire, "raft+gossip write/read with failover")
     assert master.wait_for(lambda: published_tags(master) == ["v1.0.0"], 30, "publish of v1.0.0")
     publish = master.wait_builds("release-publish", 1)
     assert [result_name(b) for b in publish] == ["success"]

@@ -126,7 +126,7 @@ def test_leg_env():
     assert env["RUST_LOG"] == "info"
     assert env["API_TOKEN"] == Interpolate("%(secret:api-token)s")   # rendered late, redacted in logs
     assert env["MATRIX_LEG"] == "chainfire-flaredb"
-    assert env["RELEASE_TAG"] == Property(props.RELEASE_TAG, default="")
+    assert env["RELEASE_TAG"] is legs.release_tag                   # from the source stamp's branch
     assert "PLASMAVMC_QEMU_PATH" not in env
     plasma = legs.leg_env(PLASMA)
     assert plasma["PLASMAVMC_QEMU_PATH"] == Property("plasma_qemu_path", default="")
@@ -142,3 +142,15 @@ def test_leg_builder():
     assert "needs: kvm, qemu" in builder.description
     assert builder.canStartBuild is can_start and builder.nextWorker is next_worker
     assert legs.builder_tags(PLAIN) == ["matrix"]
+
+
+def test_release_tag_comes_from_the_branch_a_gate_triggered_the_leg_on():
+    def rendered(branch):
+        properties = Properties()
+        if branch is not None:
+            properties.setProperty("branch", branch, "Build")
+        result = []
+        properties.render(legs.release_tag).addCallback(result.append)
+        return result[0]
+    assert rendered("refs/tags/v1.2.3") == "v1.2.3"
+    assert rendered("refs/heads/main") == "" and rendered(None) == ""   # a forced leg on a branch

@@ -230,6 +230,7 @@ def run(leg: str, out_dir: str) -> int:
         json.dump(results, fh, indent=2)
         fh.write("\n")
     print(f"artifacts: {os.path.join(out_dir, 'junit.xml')} {os.path.join(out_dir, 'results.json')}")
+    print(f"release tag: {os.environ.get('RELEASE_TAG') or 'none'}", flush=True)   # what the gate passed
     print(f"tested revision: {revision or 'none (not a git checkout)'}", flush=True)
     return 0 if ok else 1
 
