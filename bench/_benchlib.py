@@ -18,6 +18,7 @@ Nothing here asserts a figure: the scripts print what they measure.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import base64
 import json
@@ -87,6 +88,26 @@ def tempdir(prefix: str) -> Path:
 
 
 # --------------------------------------------------------------------------- figures
+
+def gate_bench_parser(doc: str, *, reps: int, quick_reps: int, sleep: float) -> argparse.ArgumentParser:
+    """The options every gate benchmark shares: how many gates, legs and how long a leg is.
+    Parse with ``parse_gate_bench``, which applies ``--quick``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=f"{quick_reps} gates per configuration")
+    parser.add_argument("--reps", type=int, default=reps)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--legs", type=int, default=4)
+    parser.add_argument("--sleep", type=float, default=sleep, help="seconds each leg's command sleeps")
+    parser.set_defaults(quick_reps=quick_reps)
+    return parser
+
+
+def parse_gate_bench(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    if args.quick:
+        args.reps = args.quick_reps
+    return args
+
 
 def median(values):
     values = [v for v in values if v is not None]

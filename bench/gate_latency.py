@@ -24,7 +24,6 @@ processes on loopback.  Prints medians, min-max and the ratio; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -175,12 +174,7 @@ def report(label: str, runs: dict, args):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="3 gates each, no warm-up beyond one")
-    parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--legs", type=int, default=4)
-    parser.add_argument("--sleep", type=float, default=1.0)
+    parser = bl.gate_bench_parser(__doc__, reps=7, quick_reps=3, sleep=1.0)
     parser.add_argument("--pause", type=float, default=0.5, help="seconds between gates")
     parser.add_argument("--real-workers", action="store_true",
                         help="also run the variant with buildbot-worker processes on loopback")
@@ -192,9 +186,7 @@ def main() -> int:
     parser.add_argument("--count-db", action="store_true",
                         help="count both masters' database round trips per gate (bench/_trace.py)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every gate's figures")
-    args = parser.parse_args()
-    if args.quick:
-        args.reps = 3
+    args = bl.parse_gate_bench(parser)
     variants = (["real"] if args.only_real else ["local"] + (["real"] if args.real_workers else []))
     print(f"gate_latency: {bl.machine()}")
     results = {}

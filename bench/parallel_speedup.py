@@ -22,7 +22,6 @@ the number of legs); asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import subprocess
 import sys
@@ -92,17 +91,10 @@ def run_n(root: Path, n_workers: int, legs: list[str], command: str, args, seq_r
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 gates per configuration")
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--legs", type=int, default=4)
-    parser.add_argument("--sleep", type=float, default=2.0)
+    parser = bl.gate_bench_parser(__doc__, reps=5, quick_reps=2, sleep=2.0)
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain-Buildbot reference")
-    args = parser.parse_args()
-    if args.quick:
-        args.reps = 2
+    args = bl.parse_gate_bench(parser)
     counts = [int(x) for x in args.workers.split(",")]
     legs = [f"leg-{i}" for i in range(1, args.legs + 1)]
     command = f"sleep {args.sleep:g}"
