@@ -200,11 +200,11 @@ def headline(row: dict, matrix: Matrix) -> tuple[bool, str]:
     verdict = row["verdict"]
     skipped, why_skipped = ", ".join(s["leg"] for s in row["skipped"]), row["skip_reason"]
     if verdict == tally.GREEN:
-        text = "may be released" if row["tag"] else "green (a revision, not a release tag)"
-        if row["results"] not in (0, 1, None):
-            text += (f"; but the gate build ended {RESULT_NAMES.get(row['results'], row['results'])} "
-                     "after the verdict (publish or evidence step): see the gate build")
-        return bool(row["tag"]), text
+        if row["results"] not in (0, 1, None):  # the legs passed, the evidence was not written
+            return False, (f"held back: the legs passed, but the gate build ended "
+                           f"{RESULT_NAMES.get(row['results'], row['results'])} after the verdict (no evidence "
+                           "written, nothing published): see the gate build, then re-run the gate")
+        return bool(row["tag"]), "may be released" if row["tag"] else "green (a revision, not a release tag)"
     if verdict == tally.GREEN_WITH_SKIPS:
         if matrix.release.allow_skip_plasma:
             return bool(row["tag"]), f"may be released, with plasma legs skipped ({skipped}): {why_skipped}"

@@ -117,6 +117,14 @@ def add_red(data, tag="v1.0.1"):
                           "gate_legs": legs}, results=2)
 
 
+def test_a_green_verdict_without_evidence_is_held_back(data):
+    data.add_gate({"release_tag": "v1.0.2", "gate_revision": "c" * 40, "gate_verdict": "green",
+                   "gate_legs": green_legs(30)}, results=4)          # EXCEPTION: evidence not written
+    (gate,) = gather(data)["gates"]
+    assert not gate["releasable"]
+    assert gate["headline"].startswith("held back: the legs passed, but the gate build ended exception")
+
+
 def test_green_gate_may_be_released_with_links_to_builds_and_evidence(data):
     data.add_gate({"release_tag": "v1.0.0", "gate_revision": "a" * 40, "gate_verdict": "green",
                    "gate_legs": green_legs(10), "dry_run": False,
