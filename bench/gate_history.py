@@ -95,7 +95,7 @@ def main() -> int:
                     print(f"{i + 2 - len(block):3d}-{i + 1:<3d}  {k:18s} {med[0] * 1000:6.1f} ms {med[1] * 1000:6.1f} ms "
                           f"{med[2]:6.3f} s {med[3]:11.3f} s" + (f"  ({bad} not SUCCESS)" if bad else ""), flush=True)
     print("\n(lookup = fan-out step start -> first leg triggered; history = passing builds per leg so far,"
-          " the lookup reads at most the last 50)")
+          " a lookup before commit 50bc8e0 read at most the last 50)")
     print(f"\n{load.summary()}")
     return 0
 

@@ -1,9 +1,10 @@
 """The gate's evidence: gathers each leg's logs and artifacts, writes the evidence.
 
 Written on the master at the end of the gate's fan-out step, for red gates too (a red
-gate's evidence says why the release was blocked).  Dry runs write none.  Logs are taken
-from the same data API endpoint as the UI's download button, so the evidence copy equals
-what people see.  Each leg's logs are read as soon as that leg finishes, so after the
+gate's evidence says why the release was blocked).  Dry runs write none.  Each log is
+built exactly as the data API's raw endpoint (the UI's download button) builds it, so the
+evidence copy equals what people download (the evidence integration test compares them
+byte for byte).  Each leg's logs are read as soon as that leg finishes, so after the
 verdict only the files are left to write.
 """
 

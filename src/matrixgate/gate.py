@@ -17,7 +17,7 @@ from buildbot.config import BuilderConfig
 from buildbot.process import buildstep
 from buildbot.process.factory import BuildFactory
 from buildbot.process.properties import Properties
-from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SUCCESS, Results, worst_status
+from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, Results, worst_status
 from buildbot.reporters.utils import getURLForBuild, getURLForBuildrequest
 from twisted.internet import defer
 from twisted.python import log
@@ -45,7 +45,7 @@ class Target:
     commit: str | None = None
     lines: list[str] = field(default_factory=list)   # how it was resolved, for the log
     refused: int | None = None                         # FAILURE / EXCEPTION when nothing can be gated
-    summary: str = ""
+    refusal: str = ""                                  # why, for the build's summary
 
 
 @defer.inlineCallbacks
@@ -62,10 +62,10 @@ def resolve_target(build, repo_url: str):
         try:
             commit = yield gitops.resolve_tag(repo_url, tag)
         except gitops.GitError as exc:
-            target.refused, target.summary = EXCEPTION, f"cannot resolve tag {tag}: {exc}"
+            target.refused, target.refusal = EXCEPTION, f"cannot resolve tag {tag}: {exc}"
             return target
         if commit is None:
-            target.refused, target.summary = FAILURE, f"tag {tag} does not exist in {repo_url}"
+            target.refused, target.refusal = FAILURE, f"tag {tag} does not exist in {repo_url}"
             return target
         if given and given != commit:
             target.lines.append(f"note: the change named {given}, the tag's commit is {commit} "
@@ -73,11 +73,10 @@ def resolve_target(build, repo_url: str):
     elif given:
         commit = given
     else:
-        target.refused, target.summary = FAILURE, "nothing to gate: neither a tag nor a revision was given"
+        target.refused, target.refusal = FAILURE, "nothing to gate: neither a tag nor a revision was given"
         return target
     target.commit = commit
     target.lines.append(f"gating commit: {commit}")
-    target.summary = f"{tag} -> {commit[:12]}" if tag else f"revision {commit[:12]}"
     return target
 
 
@@ -163,8 +162,8 @@ class GateFanOut(buildstep.BuildStep):
         target = yield resolve_target(self.build, self.settings.repo_url)
         self.resolved = target.lines
         if target.refused is not None:
-            self.refusal = target.summary
-            yield self.addCompleteLog("legs", "\n".join(target.lines + [target.summary]) + "\n")
+            self.refusal = target.refusal
+            yield self.addCompleteLog("legs", "\n".join(target.lines + [target.refusal]) + "\n")
             return target.refused
         self.tag, revision = target.tag, target.commit
         self.setProperty(props.RELEASE_TAG, self.tag or "", "release gate")
@@ -219,7 +218,7 @@ class GateFanOut(buildstep.BuildStep):
                 yield self.addCompleteLog("evidence error", f"{type(exc).__name__}: {exc}\n")
                 results = worst_status(results, EXCEPTION)
         yield logged
-        if not self.evidence_problem and publish_allowed(self.matrix)(self):
+        if not self.evidence_problem and publish_allowed(self.matrix, self):
             yield self.start_publish(revision)
         return results
 
@@ -236,15 +235,18 @@ class GateFanOut(buildstep.BuildStep):
             (props.GATE_VERDICT, self.tally.verdict()), ("reason", f"publish {self.tag} after its green gate"),
         ):
             set_props.setProperty(name, value, "release gate")
-        sourcestamps = [{"codebase": "", "repository": self.settings.repo_url, "branch": f"refs/tags/{self.tag}",
-                         "revision": revision, "project": self.matrix.platform}]
         ids, finished = scheduler.trigger(
-            waited_for=False, sourcestamps=sourcestamps, set_props=set_props,
+            waited_for=False, sourcestamps=self.sourcestamps(f"refs/tags/{self.tag}", revision), set_props=set_props,
             parent_buildid=self.build.buildid, parent_relationship="release gate")
         finished.addErrback(log.err, "matrixgate: publish build")
         _, brids = yield ids
         for brid in brids.values():
             yield self.addURL(f"publish #{brid}", getURLForBuildrequest(self.master, brid))
+
+    def sourcestamps(self, branch: str | None, revision: str) -> list[dict]:
+        """What a triggered leg or publish build checks out: exactly the gated commit."""
+        return [{"codebase": "", "repository": self.settings.repo_url, "branch": branch,
+                 "revision": revision, "project": self.matrix.platform}]
 
     @defer.inlineCallbacks
     def mark_reused(self, leg: str, build: dict):
@@ -277,10 +279,8 @@ class GateFanOut(buildstep.BuildStep):
             set_props.setProperty(props.DRY_RUN, True, "release gate")
         source = self.build.getSourceStamp("")
         branch = f"refs/tags/{self.tag}" if self.tag else (source.branch if source else None)
-        sourcestamps = [{"codebase": "", "repository": self.settings.repo_url, "branch": branch,
-                         "revision": revision, "project": self.matrix.platform}]
         ids, results = scheduler.trigger(
-            waited_for=True, sourcestamps=sourcestamps, set_props=set_props,
+            waited_for=True, sourcestamps=self.sourcestamps(branch, revision), set_props=set_props,
             parent_buildid=self.build.buildid, parent_relationship="release gate")
         try:
             _, brids = yield ids
@@ -328,7 +328,7 @@ class GateFanOut(buildstep.BuildStep):
             return ""
         steps = yield self.master.data.get(("builds", buildid, "steps"))
         for step in steps:
-            if step["results"] not in (None, SUCCESS, 3):  # 3 = SKIPPED (hidden dry/real steps)
+            if step["results"] not in (None, SUCCESS, SKIPPED):  # skipped: not what failed
                 return f"{Results[step['results']]} in step '{step['name']}': {step['state_string']}"
         return ""
 
@@ -454,13 +454,12 @@ def _epoch(value):
     return value.timestamp() if hasattr(value, "timestamp") else float(value)
 
 
-def publish_allowed(matrix: Matrix):
-    def allowed(step) -> bool:
-        verdict = step.getProperty(props.GATE_VERDICT)
-        if props.is_dry_run(step.build) or not step.getProperty(props.RELEASE_TAG):
-            return False
-        return verdict == tally.GREEN or (verdict == tally.GREEN_WITH_SKIPS and matrix.release.allow_skip_plasma)
-    return allowed
+def publish_allowed(matrix: Matrix, step) -> bool:
+    """May the gate ``step`` runs in start its tag's publish build?"""
+    verdict = step.getProperty(props.GATE_VERDICT)
+    if props.is_dry_run(step.build) or not step.getProperty(props.RELEASE_TAG):
+        return False
+    return verdict == tally.GREEN or (verdict == tally.GREEN_WITH_SKIPS and matrix.release.allow_skip_plasma)
 
 
 def gate_factory(matrix: Matrix, settings: Settings, evidence=None) -> BuildFactory:

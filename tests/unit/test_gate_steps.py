@@ -60,7 +60,8 @@ def step_with(dry=None, tag="v1.2.3", verdict=tally.GREEN):
 
 
 def test_publish_only_after_a_green_real_gate_of_a_tag():
-    allowed = gate.publish_allowed(MATRIX)
+    def allowed(step):
+        return gate.publish_allowed(MATRIX, step)
     assert allowed(step_with())
     assert not allowed(step_with(dry=True))                              # a dry run never publishes
     assert allowed(step_with(dry=False))
@@ -74,8 +75,8 @@ def test_green_with_skips_publishes_only_where_the_matrix_allows_it(tmp_path):
     (tmp_path / "m.yaml").write_text(text)
     lenient = loader.load_matrix(tmp_path / "m.yaml")
     assert lenient.release.allow_skip_plasma is True
-    assert gate.publish_allowed(lenient)(step_with(verdict=tally.GREEN_WITH_SKIPS))
-    assert not gate.publish_allowed(MATRIX)(step_with(verdict=tally.GREEN_WITH_SKIPS))
+    assert gate.publish_allowed(lenient, step_with(verdict=tally.GREEN_WITH_SKIPS))
+    assert not gate.publish_allowed(MATRIX, step_with(verdict=tally.GREEN_WITH_SKIPS))
 
 
 def test_gate_builder():
@@ -108,7 +109,7 @@ class ResolveTargetTest(unittest.TestCase):
     def test_tag_resolved_to_its_commit(self):
         target = self.resolve("refs/tags/v1.2.3", None, COMMIT)
         assert (target.refused, target.tag, target.commit) == (None, "v1.2.3", COMMIT)
-        assert target.summary == f"v1.2.3 -> {COMMIT[:12]}"
+        assert target.lines[-1] == f"gating commit: {COMMIT}" and target.refusal == ""
         assert self.asked == [("/srv/git/platform.git", "v1.2.3")]
 
     def test_github_style_tag_and_annotated_tag_object(self):
@@ -119,11 +120,11 @@ class ResolveTargetTest(unittest.TestCase):
 
     def test_missing_tag_fails(self):
         target = self.resolve("refs/tags/v9", None, None)
-        assert (target.refused, target.summary) == (FAILURE, "tag v9 does not exist in /srv/git/platform.git")
+        assert (target.refused, target.refusal) == (FAILURE, "tag v9 does not exist in /srv/git/platform.git")
 
     def test_unreachable_repository_is_an_exception(self):
         target = self.resolve("refs/tags/v1", None, gitops.GitError("exit 128"))
-        assert (target.refused, target.summary) == (EXCEPTION, "cannot resolve tag v1: exit 128")
+        assert (target.refused, target.refusal) == (EXCEPTION, "cannot resolve tag v1: exit 128")
 
     def test_branch_push_without_revision_gates_nothing(self):
         target = self.resolve("refs/heads/main", None, COMMIT)
