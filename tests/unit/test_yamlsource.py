@@ -68,22 +68,28 @@ def test_unsafe_tags_are_refused(tmp_path):
     assert problems.messages and problems.messages[0].startswith("u.yaml")
 
 
-def test_each_file_is_parsed_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("libyaml", [False, True])
+def test_each_file_is_parsed_once(tmp_path, monkeypatch, libyaml):
     """The line map and the data come from one parse (a second one doubled the load time)."""
     import yaml
+    if libyaml and yamlsource.FAST_LOADER is None:
+        pytest.skip("PyYAML built without libyaml")
     made = []
 
-    class Counting(yaml.SafeLoader):
-        def __init__(self, stream):
-            made.append(stream)
-            super().__init__(stream)
+    def counting(base):
+        class Counting(base):
+            def __init__(self, stream):
+                made.append(base.__name__)
+                super().__init__(stream)
+        return Counting
 
-    monkeypatch.setattr(yamlsource.yaml, "SafeLoader", Counting)
+    monkeypatch.setattr(yamlsource.yaml, "SafeLoader", counting(yaml.SafeLoader))
+    monkeypatch.setattr(yamlsource, "FAST_LOADER", counting(yaml.CSafeLoader) if libyaml else None)
     path = tmp_path / "m.yaml"
     path.write_text("version: 1\nlegs:\n  - name: a\n")
     data, problems = yamlsource.load(path, "m.yaml")
     assert data == {"version": 1, "legs": [{"name": "a"}]} and problems.lines[("legs", 0)] == 3
-    assert len(made) == 1
+    assert made == (["CSafeLoader"] if libyaml else ["SafeLoader"])
 
 
 def test_merge_keys_are_not_duplicates(tmp_path):
