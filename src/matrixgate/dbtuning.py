@@ -21,7 +21,7 @@ once): ``sync_to_disk`` after it flushes everything committed so far to disk.
 from __future__ import annotations
 
 import os
-import sqlite3
+import sys
 
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
@@ -34,7 +34,9 @@ _state = {"mode": None, "listening": False}
 
 def _on_connect(dbapi_connection, connection_record) -> None:
     mode = _state["mode"]
-    if mode and isinstance(dbapi_connection, sqlite3.Connection):
+    # sqlite3 is not imported here for this: a master on PostgreSQL never loads it.
+    sqlite3 = sys.modules.get("sqlite3")
+    if mode and sqlite3 is not None and isinstance(dbapi_connection, sqlite3.Connection):
         dbapi_connection.execute(f"PRAGMA synchronous = {mode.upper()}")
 
 

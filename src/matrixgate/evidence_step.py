@@ -20,7 +20,6 @@ from twisted.internet import defer, threads
 from twisted.python import log
 
 from . import capabilities, props
-from .evidence import GateEvidence, LegEvidence, write_evidence
 from .settings import Settings
 
 EVIDENCE_URL_PATH = "plugins/wsgi_dashboards/gate/evidence/"
@@ -131,6 +130,7 @@ class EvidenceWriter:
     def write(self, step, tally, revision: str):
         """Writes ``integration-matrix-<UTC>/`` and its bundle for the gate ``step`` runs in;
         links them on the step and records them in the ``evidence`` property."""
+        from .evidence import GateEvidence, write_evidence   # not at config time: gzip, tarfile, ...
         read_early = self._reads.pop(step.build, {})
         outcomes = [o.as_dict() for o in tally.outcomes]
         legs = []
@@ -162,6 +162,7 @@ class EvidenceWriter:
 
     @defer.inlineCallbacks
     def leg_evidence(self, step, outcome: dict, read_early: dict):
+        from .evidence import LegEvidence
         if outcome["state"] in ("skipped", "not-requested"):
             return None
         buildid = outcome.get("buildid")

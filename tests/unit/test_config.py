@@ -3,7 +3,9 @@ config loader (``FileLoader``) with the repository's master.cfg."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -261,3 +263,61 @@ class TestBrokenFiles(ConfigErrorsMixin):
         with pytest.raises(ConfigErrors) as info:
             load_master(master_env)
         assert info.value.errors[0].startswith("long.yaml:7: legs[0].commands[0].name: ")
+
+
+class TestCheckconfigCommand:
+    """The real ``buildbot checkconfig`` command, as an operator runs it after editing a file."""
+
+    @staticmethod
+    def checkconfig(basedir: Path, env: dict) -> subprocess.CompletedProcess:
+        run_env = {k: v for k, v in os.environ.items() if k != "MATRIXGATE_SKIP_LOCAL_PROBE"}
+        run_env.update(env)
+        return subprocess.run([str(Path(sys.executable).parent / "buildbot"), "checkconfig", str(MASTER_CFG)],
+                              cwd=basedir, env=run_env, capture_output=True, text=True, timeout=120)
+
+    def test_good_files(self, master_env, monkeypatch):
+        monkeypatch.delenv("MATRIXGATE_SKIP_LOCAL_PROBE")
+        out = self.checkconfig(master_env, {})
+        assert out.returncode == 0, out.stderr
+        assert "Config file is good!" in out.stdout
+        # checkconfig starts nothing, so it does not probe the host for the local workers
+        # (the master does, at start: tests/unit/test_workers.py, tests/integration)
+        assert not (master_env / "workers").exists()
+
+    def test_broken_file_names_file_line_key_and_problem(self, master_env, monkeypatch):
+        matrix = master_env / "broken.yaml"
+        matrix.write_text("version: 1\nlegs:\n  - name: a\n    components: [a, b]\n    covers: x\n"
+                          "    commands: [make]\n    timeout: soon\n")
+        out = self.checkconfig(master_env, {"GATE_MATRIX": str(matrix)})
+        assert out.returncode == 1
+        assert out.stderr.splitlines() == [
+            "Configuration Errors:", "  broken.yaml:7: legs[0].timeout: must be an integer, got a string"]
+
+    def test_yaml_syntax_error(self, master_env, monkeypatch):
+        matrix = master_env / "syntax.yaml"
+        matrix.write_text("version: 1\nlegs:\n  - name: a\n    components: [a, b\n    covers: x\n")
+        out = self.checkconfig(master_env, {"GATE_MATRIX": str(matrix)})
+        assert out.returncode == 1
+        [header, message] = out.stderr.splitlines()
+        assert message.startswith("  syntax.yaml:5: YAML syntax error: ")
+
+
+def test_load_pauses_the_garbage_collector_and_restores_it(master_env, monkeypatch):
+    import gc
+    seen = []
+    real_build = config.build_config
+    monkeypatch.setattr(config, "build_config", lambda *a: seen.append(gc.isenabled()) or real_build(*a))
+    assert gc.isenabled()
+    config.load(master_env)
+    assert seen == [False] and gc.isenabled()
+    monkeypatch.setenv("BUILDBOT_WEB_PORT", "eighty")          # an error on the way out, too
+    with pytest.raises(ConfigErrors):
+        config.load(master_env)
+    assert gc.isenabled()
+    gc.disable()                                              # and a collector that was off stays off
+    try:
+        monkeypatch.delenv("BUILDBOT_WEB_PORT")
+        config.load(master_env)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -1,5 +1,6 @@
 """What loading the configuration imports: the dashboard's Flask app and the change hooks'
-handlers load on their first request, not at ``buildbot checkconfig`` or start-up."""
+handlers load on their first request, the evidence writer at the first gate's verdict, and
+sqlite3 with SQLite's engine, not at ``buildbot checkconfig`` or start-up."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from matrixgate import web
 
-LAZY = ("flask", "werkzeug", "matrixgate.evidence_web", "matrixgate.hooks",
+LAZY = ("flask", "werkzeug", "matrixgate.evidence_web", "matrixgate.hooks", "matrixgate.evidence", "sqlite3",
         "buildbot.www.hooks.github", "buildbot.www.hooks.gitlab")
 
 
