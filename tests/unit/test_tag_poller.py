@@ -1,0 +1,128 @@
+"""The tag poller's git commands (src/matrixgate/schedulers.py ``TagPoller``), with Buildbot's
+own change-source helpers: every git command a poll runs is expected, in order, and nothing
+else may run.  A poll's cost must not grow with the number of tags that did not move."""
+
+from __future__ import annotations
+
+import os
+
+from buildbot.test.reactor import TestReactorMixin
+from buildbot.test.runprocess import ExpectMasterShell, MasterRunProcessMixin
+from buildbot.test.util import changesource
+from buildbot.test.util.state import StateTestMixin
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from matrixgate.schedulers import TagPoller
+
+REPO = "/srv/git/platform.git"
+TRACK = "refs/buildbot/%2Fsrv%2Fgit%2Fplatform.git/"     # Buildbot's tracking refs for REPO
+MAIN, V1, V2, V3 = "a" * 40, "b" * 40, "c" * 40, "d" * 40
+REFS = {"refs/heads/main": MAIN, "refs/tags/v1.0.0": V1, "refs/tags/v1.1.0": V2}
+
+
+def ls_remote(refs: dict) -> bytes:
+    return "".join(f"{rev}\t{ref}\n" for ref, rev in refs.items()).encode()
+
+
+def for_each_ref(refs: dict) -> bytes:
+    return "".join(f"{TRACK}{ref[len('refs/'):]} {rev}\n" for ref, rev in refs.items()).encode()
+
+
+class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixin, TestReactorMixin,
+                            StateTestMixin, unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.setup_test_reactor()
+        self.setup_master_run_process()
+        yield self.setUpChangeSource()
+        yield self.master.startService()
+        self.addCleanup(self.master.stopService)
+        self.workdir = os.path.abspath(self.mktemp())
+        self.poller = yield self.attachChangeSource(TagPoller(
+            repourl=REPO, branches=lambda ref: ref.startswith(("refs/heads/", "refs/tags/")),
+            buildPushesWithNoCommits=True, workdir=self.workdir))
+        self.poller.doPoll.running = True
+
+    def fetch(self, refs: dict):
+        return [
+            ExpectMasterShell(["git", "ls-remote", "--refs", REPO]).stdout(ls_remote(refs)),
+            ExpectMasterShell(["git", "fetch", "--progress", REPO,
+                               *[f"+{ref}:{TRACK}{ref[len('refs/'):]}" for ref in refs], "--"])
+            .workdir(self.workdir),
+            ExpectMasterShell(["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/buildbot/"])
+            .workdir(self.workdir).stdout(for_each_ref(refs)),
+        ]
+
+    @defer.inlineCallbacks
+    def poll(self, *commands):
+        self.expect_commands(*commands)
+        yield self.poller.poll()
+        self.assert_all_commands_ran()
+
+    @defer.inlineCallbacks
+    def test_first_poll_checks_git_and_makes_the_repository_once(self):
+        yield self.poll(
+            ExpectMasterShell(["git", "--version"]).stdout(b"git version 2.39.5\n"),
+            ExpectMasterShell(["git", "init", "--bare", self.workdir]),
+            *self.fetch(REFS))
+        # the first poll of a repository only records where every ref is (no rev-parse per ref)
+        self.assertEqual((yield self.poller.getState("lastRev")), REFS)
+        self.assertEqual(self.master.data.updates.changesAdded, [])
+        os.makedirs(self.workdir)
+        open(os.path.join(self.workdir, "HEAD"), "w").close()       # what `git init --bare` made
+        yield self.poll(*self.fetch(REFS))                            # no --version, no init again
+
+    @defer.inlineCallbacks
+    def test_refs_that_did_not_move_cost_no_command(self):
+        many = dict(REFS, **{f"refs/tags/v0.{i}.0": f"{i:040x}" for i in range(200)})
+        yield self.poller.setState("lastRev", many)
+        self.poller._git_checked = True
+        os.makedirs(self.workdir)
+        open(os.path.join(self.workdir, "HEAD"), "w").close()
+        yield self.poll(*self.fetch(many))        # 3 commands for 203 refs (the stock poller: 406 more)
+        self.assertEqual(self.master.data.updates.changesAdded, [])
+        self.assertEqual((yield self.poller.getState("lastRev")), many)
+
+    @defer.inlineCallbacks
+    def test_a_new_tag_is_one_change_at_its_commit(self):
+        yield self.poller.setState("lastRev", REFS)
+        self.poller._git_checked = True
+        os.makedirs(self.workdir)
+        open(os.path.join(self.workdir, "HEAD"), "w").close()
+        now = dict(REFS, **{"refs/tags/v1.2.0": V3})
+        yield self.poll(
+            *self.fetch(now),
+            # only the new tag is looked at; its parent bounds the log to the tagged commit
+            ExpectMasterShell(["git", "log", "--ignore-missing", "--first-parent", "--format=%H", V3,
+                               *sorted(f"^{rev}" for rev in [MAIN, V1, V2, f"{V3}^"]), "--"])
+            .workdir(self.workdir).stdout(f"{V3}\n".encode()),
+            ExpectMasterShell(["git", "log", "--no-walk", "--format=%ct", V3, "--"])
+            .workdir(self.workdir).stdout(b"1764806400\n"),
+            ExpectMasterShell(["git", "log", "--no-walk", "--format=%aN <%aE>", V3, "--"])
+            .workdir(self.workdir).stdout(b"Rel Eng <rel@example.com>\n"),
+            ExpectMasterShell(["git", "log", "--no-walk", "--format=%cN <%cE>", V3, "--"])
+            .workdir(self.workdir).stdout(b"Rel Eng <rel@example.com>\n"),
+            ExpectMasterShell(["git", "log", "--name-only", "--no-walk", "--format=%n", "-m", "--first-parent",
+                               V3, "--"]).workdir(self.workdir).stdout(b"\nCHANGELOG\n"),
+            ExpectMasterShell(["git", "log", "--no-walk", "--format=%s%n%b", V3, "--"])
+            .workdir(self.workdir).stdout(b"release 1.2.0\n"))
+        [change] = self.master.data.updates.changesAdded
+        self.assertEqual((change["branch"], change["revision"]), ("refs/tags/v1.2.0", V3))
+        self.assertEqual((yield self.poller.getState("lastRev")), now)
+
+    @defer.inlineCallbacks
+    def test_a_ref_the_listing_lacks_is_read_as_before(self):
+        """If for-each-ref does not list a fetched ref, the stock rev-parse still reads it."""
+        yield self.poller.setState("lastRev", REFS)
+        self.poller._git_checked = True
+        os.makedirs(self.workdir)
+        open(os.path.join(self.workdir, "HEAD"), "w").close()
+        ls, fetch, listing = self.fetch(REFS)
+        listing.stdout(for_each_ref({"refs/heads/main": MAIN, "refs/tags/v1.0.0": V1}))
+        yield self.poll(
+            ls, fetch, listing,
+            ExpectMasterShell(["git", "rev-parse", f"{TRACK}tags/v1.1.0"]).workdir(self.workdir)
+            .stdout(f"{V2}\n".encode()))
+        self.assertEqual(self.master.data.updates.changesAdded, [])
