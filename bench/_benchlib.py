@@ -649,6 +649,11 @@ for n in spec["legs"]:
     c["schedulers"].append(schedulers.Triggerable(name="leg-" + n, builderNames=[n]))
     if spec.get("force_per_leg"):  # as Matrix Gate had before force-leg: one force form per leg
         c["schedulers"].append(schedulers.ForceScheduler(name="force-" + n, builderNames=[n]))
+if spec.get("poll_interval"):  # Buildbot's own GitPoller, set up as Matrix Gate's (bench/poll_cost.py)
+    c["change_source"] = [changes.GitPoller(
+        repourl=spec["repo"], branches=lambda ref: ref.startswith(("refs/heads/", "refs/tags/")),
+        buildPushesWithNoCommits=True, pollInterval=spec["poll_interval"], pollAtLaunch=True,
+        workdir="gitpoller-work", project="")]
 c["www"] = {"port": "tcp:%d:interface=127.0.0.1" % spec["web_port"],
             "plugins": {p: {} for p in spec["plugins"]},
             "change_hook_dialects": {"base": {}}}
@@ -664,7 +669,7 @@ class PlainMaster(MasterBase):
     def __init__(self, root: Path, repo: BenchRepo | None, legs: list[str], command: str, workers: list[str], *,
                  local: bool = True, max_builds: int = 1, checkout: bool = True,
                  plugins=("waterfall_view", "console_view", "grid_view"), count_db: bool = False,
-                 force_per_leg: bool = False):
+                 force_per_leg: bool = False, poll_interval: int = 0):
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.dir = root / "master"
@@ -682,6 +687,7 @@ class PlainMaster(MasterBase):
             "max_builds": max_builds, "workers": workers, "legs": legs, "command": command,
             "repo": repo.url if repo else "", "checkout": bool(checkout and repo), "plugins": list(plugins),
             "trace_file": str(root / "trace.jsonl") if count_db else "", "force_per_leg": force_per_leg,
+            "poll_interval": poll_interval,
             "bench_dir": str(Path(__file__).resolve().parent)}))
         self.trace_file = root / "trace.jsonl" if count_db else None
         self.repo_url = repo.url if repo else ""
