@@ -69,6 +69,22 @@ def measure(masters: list, window: float, interval: int) -> dict:
     return out
 
 
+def per_poll(figures: dict, window: float) -> str:
+    cpu, polls = figures["cpu"], figures["polls"]
+    if not polls:   # slower than the window: what it burnt meanwhile
+        return f"> {window:g} s: no poll finished ({cpu:.1f} s CPU)"
+    return f"{cpu / polls * 1000:.0f} ms ({polls} polls)"
+
+
+def ratio(got: dict) -> str:
+    mg, plain = got["matrix-gate"], got["plain-buildbot"]
+    if not mg["polls"] or not mg["cpu"]:
+        return "?"
+    if not plain["polls"]:
+        return f"> {plain['cpu'] / (mg['cpu'] / mg['polls']):.0f}x"
+    return f"{(plain['cpu'] / plain['polls']) / (mg['cpu'] / mg['polls']):.1f}x"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10 and 300 tags, 12 s windows")
@@ -92,11 +108,8 @@ def main() -> int:
                                poll_interval=args.interval),
             ]
             got = measure(masters, args.window, args.interval)
-            mg, plain = got["matrix-gate"], got["plain-buildbot"]
-            per = {k: v["cpu"] / v["polls"] if v["polls"] else float("nan") for k, v in got.items()}
-            rows.append([count + 1, f"{per['matrix-gate'] * 1000:.0f} ms ({mg['polls']} polls)",
-                         f"{per['plain-buildbot'] * 1000:.0f} ms ({plain['polls']} polls)",
-                         f"{per['plain-buildbot'] / per['matrix-gate']:.1f}x"])
+            rows.append([count + 1, per_poll(got["matrix-gate"], args.window),
+                         per_poll(got["plain-buildbot"], args.window), ratio(got)])
     print(f"\nCPU per idle poll (master + its git processes), polling every {args.interval} s, "
           f"{args.window:g} s measured")
     print(bl.table(["refs", "Matrix Gate", "plain Buildbot GitPoller", "plain / MG"], rows))
