@@ -44,20 +44,23 @@ class TagPoller(GitPoller):
     it in (``buildPushesWithNoCommits`` then names it anyway).  A root commit has no
     parent: ``--ignore-missing`` drops that bound.
 
-    The stock poll runs ``git --version`` and ``git init`` every time, then ``rev-parse``
-    and ``log`` for every ref: a release repository gains a tag per release, so its polls
-    grow without bound (``bench/poll_cost.py``).  Here the version is checked once per
-    process, ``init`` only makes a repository that is not there, one ``for-each-ref``
-    reads every ref after the fetch, and ``log`` runs only for refs that moved (for a ref
-    that did not, it lists nothing and no change is made: the same outcome).
+    The stock poll runs ``git --version``, ``git init``, ``ls-remote`` and ``fetch`` every
+    time, then ``rev-parse`` and ``log`` for every ref: a release repository gains a tag per
+    release, so its polls grow without bound (``bench/poll_cost.py``).  Here the version is
+    checked once per process and ``init`` only makes a repository that is not there; the
+    fetch is skipped when ``ls-remote`` shows every ref where this process last fetched it
+    (the fetch would bring nothing), and one ``for-each-ref`` after a fetch reads every ref;
+    ``log`` runs only for refs that moved (for one that did not, it lists nothing and no
+    change is made: the same outcome).  An idle poll is one ``ls-remote``.
     """
 
     _BOUND = "matrixgate-tag-bound:"
     _git_checked = False
-    _fetched: dict[str, str] | None = None    # tracking ref -> object, read after this poll's fetch
+    _tracked: dict[str, str] | None = None   # tracking ref -> object, as this process last fetched
+    _remote: dict[str, str] = {}              # ref -> object, from this poll's ls-remote (replaced, never changed)
 
     def poll(self):
-        self._fetched = None
+        self._remote = {}
         return super().poll()
 
     def _checkGitFeatures(self):
@@ -71,16 +74,34 @@ class TagPoller(GitPoller):
 
     @async_to_deferred
     async def _dovccmd(self, command, args, path=None, auth_files_path=None, initial_stdin=None):
-        if command == "init" and os.path.isfile(os.path.join(self.workdir, "HEAD")):
+        if command == "init":
+            if os.path.isfile(os.path.join(self.workdir, "HEAD")):
+                return ""
+            self._tracked = None                  # a new repository tracks nothing yet
+        if command == "rev-parse" and self._tracked is not None and len(args) == 1 and args[0] in self._tracked:
+            return self._tracked[args[0]]
+        if command == "fetch" and self._nothing_to_fetch(args):
             return ""
-        if command == "rev-parse" and self._fetched is not None and len(args) == 1 and args[0] in self._fetched:
-            return self._fetched[args[0]]
         out = await super()._dovccmd(command, args, path, auth_files_path, initial_stdin)
-        if command == "fetch":
+        if command == "ls-remote" and "--refs" in args:
+            self._remote = dict(reversed(row.split("\t", 1)) for row in out.splitlines() if "\t" in row)
+        elif command == "fetch":
             listed = await super()._dovccmd(
                 "for-each-ref", ["--format=%(refname) %(objectname)", "refs/buildbot/"], path=self.workdir)
-            self._fetched = dict(line.rsplit(" ", 1) for line in listed.splitlines() if " " in line)
+            self._tracked = dict(line.rsplit(" ", 1) for line in listed.splitlines() if " " in line)
         return out
+
+    def _nothing_to_fetch(self, args) -> bool:
+        """Every ``+<ref>:<tracking ref>`` of this fetch already points where ls-remote
+        says the ref is."""
+        if self._tracked is None:
+            return False
+        for spec in args:
+            if spec.startswith("+"):
+                ref, tracking = spec[1:].split(":", 1)
+                if ref not in self._remote or self._tracked.get(tracking) != self._remote[ref]:
+                    return False
+        return True
 
     def _process_changes(self, newRev, branch):
         if self.lastRev and self.lastRev.get(branch) == newRev:

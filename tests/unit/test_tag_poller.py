@@ -45,15 +45,22 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
             buildPushesWithNoCommits=True, workdir=self.workdir))
         self.poller.doPoll.running = True
 
+    def ls_remote(self, refs: dict):
+        return ExpectMasterShell(["git", "ls-remote", "--refs", REPO]).stdout(ls_remote(refs))
+
     def fetch(self, refs: dict):
         return [
-            ExpectMasterShell(["git", "ls-remote", "--refs", REPO]).stdout(ls_remote(refs)),
+            self.ls_remote(refs),
             ExpectMasterShell(["git", "fetch", "--progress", REPO,
                                *[f"+{ref}:{TRACK}{ref[len('refs/'):]}" for ref in refs], "--"])
             .workdir(self.workdir),
             ExpectMasterShell(["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/buildbot/"])
             .workdir(self.workdir).stdout(for_each_ref(refs)),
         ]
+
+    def repository_exists(self):
+        os.makedirs(self.workdir, exist_ok=True)
+        open(os.path.join(self.workdir, "HEAD"), "w").close()       # what `git init --bare` makes
 
     @defer.inlineCallbacks
     def poll(self, *commands):
@@ -70,27 +77,29 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
         # the first poll of a repository only records where every ref is (no rev-parse per ref)
         self.assertEqual((yield self.poller.getState("lastRev")), REFS)
         self.assertEqual(self.master.data.updates.changesAdded, [])
-        os.makedirs(self.workdir)
-        open(os.path.join(self.workdir, "HEAD"), "w").close()       # what `git init --bare` made
-        yield self.poll(*self.fetch(REFS))                            # no --version, no init again
+        self.repository_exists()
+        yield self.poll(self.ls_remote(REFS))      # no --version, no init, nothing to fetch
 
     @defer.inlineCallbacks
-    def test_refs_that_did_not_move_cost_no_command(self):
+    def test_an_idle_poll_is_one_ls_remote_however_many_tags(self):
         many = dict(REFS, **{f"refs/tags/v0.{i}.0": f"{i:040x}" for i in range(200)})
         yield self.poller.setState("lastRev", many)
         self.poller._git_checked = True
-        os.makedirs(self.workdir)
-        open(os.path.join(self.workdir, "HEAD"), "w").close()
-        yield self.poll(*self.fetch(many))        # 3 commands for 203 refs (the stock poller: 406 more)
+        self.repository_exists()
+        # a new process does not know what its repository holds: one fetch and listing
+        yield self.poll(*self.fetch(many))
+        # from then on, with nothing pushed: 1 command for 203 refs (Buildbot's poller: 410)
+        yield self.poll(self.ls_remote(many))
+        yield self.poll(self.ls_remote(many))
         self.assertEqual(self.master.data.updates.changesAdded, [])
         self.assertEqual((yield self.poller.getState("lastRev")), many)
 
     @defer.inlineCallbacks
-    def test_a_new_tag_is_one_change_at_its_commit(self):
+    def test_a_new_tag_is_fetched_and_is_one_change_at_its_commit(self):
         yield self.poller.setState("lastRev", REFS)
         self.poller._git_checked = True
-        os.makedirs(self.workdir)
-        open(os.path.join(self.workdir, "HEAD"), "w").close()
+        self.repository_exists()
+        yield self.poll(*self.fetch(REFS))
         now = dict(REFS, **{"refs/tags/v1.2.0": V3})
         yield self.poll(
             *self.fetch(now),
@@ -113,12 +122,42 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
         self.assertEqual((yield self.poller.getState("lastRev")), now)
 
     @defer.inlineCallbacks
+    def test_a_moved_ref_is_fetched(self):
+        """A branch that moved (or a tag moved by force): ls-remote differs, so it is fetched."""
+        yield self.poller.setState("lastRev", REFS)
+        self.poller._git_checked = True
+        self.repository_exists()
+        yield self.poll(*self.fetch(REFS))
+        moved = dict(REFS, **{"refs/heads/main": V3})
+        yield self.poll(
+            *self.fetch(moved),
+            ExpectMasterShell(["git", "log", "--ignore-missing", "--first-parent", "--format=%H", V3,
+                               *sorted(f"^{rev}" for rev in [MAIN, V1, V2]), "--"])
+            .workdir(self.workdir).stdout(b""),
+            *[ExpectMasterShell(["git", "log", *opts, V3, "--"]).workdir(self.workdir).stdout(out)
+              for opts, out in ((["--no-walk", "--format=%ct"], b"1764806400\n"),
+                                (["--no-walk", "--format=%aN <%aE>"], b"Dev <dev@example.com>\n"),
+                                (["--no-walk", "--format=%cN <%cE>"], b"Dev <dev@example.com>\n"),
+                                (["--name-only", "--no-walk", "--format=%n", "-m", "--first-parent"], b"\n"),
+                                (["--no-walk", "--format=%s%n%b"], b"work\n"))])
+        [change] = self.master.data.updates.changesAdded
+        self.assertEqual((change["branch"], change["revision"]), ("main", V3))          # Buildbot names a branch without refs/heads/
+
+    @defer.inlineCallbacks
+    def test_a_repository_that_went_away_is_made_and_fetched_again(self):
+        self.poller._git_checked = True
+        self.repository_exists()
+        yield self.poller.setState("lastRev", REFS)
+        yield self.poll(*self.fetch(REFS))
+        os.remove(os.path.join(self.workdir, "HEAD"))
+        yield self.poll(ExpectMasterShell(["git", "init", "--bare", self.workdir]), *self.fetch(REFS))
+
+    @defer.inlineCallbacks
     def test_a_ref_the_listing_lacks_is_read_as_before(self):
         """If for-each-ref does not list a fetched ref, the stock rev-parse still reads it."""
         yield self.poller.setState("lastRev", REFS)
         self.poller._git_checked = True
-        os.makedirs(self.workdir)
-        open(os.path.join(self.workdir, "HEAD"), "w").close()
+        self.repository_exists()
         ls, fetch, listing = self.fetch(REFS)
         listing.stdout(for_each_ref({"refs/heads/main": MAIN, "refs/tags/v1.0.0": V1}))
         yield self.poll(
