@@ -83,10 +83,6 @@ class Problems:
         return bool(self.messages)
 
 
-class YamlSyntaxError(ValueError):
-    pass
-
-
 def load(path: Path, display: str) -> tuple[Any, Problems]:
     """Parse ``path``; returns the data and a ``Problems`` holding its line map."""
     problems = Problems(display)
