@@ -5,6 +5,8 @@ else may run.  A poll's cost must not grow with the number of tags that did not 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.runprocess import ExpectMasterShell, MasterRunProcessMixin
@@ -39,7 +41,9 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
         yield self.setUpChangeSource()
         yield self.master.startService()
         self.addCleanup(self.master.stopService)
-        self.workdir = os.path.abspath(self.mktemp())
+        scratch = tempfile.mkdtemp(prefix="tagpoller-")        # not trial's mktemp: that writes under the cwd
+        self.addCleanup(shutil.rmtree, scratch, True)
+        self.workdir = os.path.join(scratch, "gitpoller-work")
         self.poller = yield self.attachChangeSource(TagPoller(
             repourl=REPO, branches=lambda ref: ref.startswith(("refs/heads/", "refs/tags/")),
             buildPushesWithNoCommits=True, workdir=self.workdir))
