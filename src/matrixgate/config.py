@@ -79,8 +79,9 @@ def load_data(cfg: Settings) -> tuple[Matrix, WorkerSet]:
 
 def load(basedir: str | Path, env=None) -> dict:
     """Entry point for ``master.cfg``."""
-    # Reading a big matrix allocates some 100 000 objects, none of them garbage in a cycle:
-    # the collector's passes over them are wasted (50 ms at 500 legs), so it waits.
+    # Reading a big matrix allocates some 100 000 objects that all live on (or die by
+    # reference count): the collector's passes over them find next to nothing and cost
+    # 50 ms at 500 legs, so it waits until the config is built.
     collecting = gc.isenabled()
     gc.disable()
     try:
