@@ -62,6 +62,23 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
             .workdir(self.workdir).stdout(for_each_ref(refs)),
         ]
 
+    def commit_details(self, rev: str, person: bytes, files: bytes, subject: bytes):
+        """What Buildbot's poller reads of each new commit, in its order."""
+        return [ExpectMasterShell(["git", "log", *opts, rev, "--"]).workdir(self.workdir).stdout(out)
+                for opts, out in ((["--no-walk", "--format=%ct"], b"1764806400\n"),
+                                  (["--no-walk", "--format=%aN <%aE>"], person + b"\n"),
+                                  (["--no-walk", "--format=%cN <%cE>"], person + b"\n"),
+                                  (["--name-only", "--no-walk", "--format=%n", "-m", "--first-parent"],
+                                   b"\n" + files + b"\n"),
+                                  (["--no-walk", "--format=%s%n%b"], subject + b"\n"))]
+
+    def polled_before(self, refs: dict):
+        """A master restarted on a poller that had seen ``refs``: its state and repository
+        are there, git is known; this process has not fetched yet."""
+        self.poller._git_checked = True
+        self.repository_exists()
+        return self.poller.setState("lastRev", refs)
+
     def repository_exists(self):
         os.makedirs(self.workdir, exist_ok=True)
         open(os.path.join(self.workdir, "HEAD"), "w").close()       # what `git init --bare` makes
@@ -87,9 +104,7 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
     @defer.inlineCallbacks
     def test_an_idle_poll_is_one_ls_remote_however_many_tags(self):
         many = dict(REFS, **{f"refs/tags/v0.{i}.0": f"{i:040x}" for i in range(200)})
-        yield self.poller.setState("lastRev", many)
-        self.poller._git_checked = True
-        self.repository_exists()
+        yield self.polled_before(many)
         # a new process does not know what its repository holds: one fetch and listing
         yield self.poll(*self.fetch(many))
         # from then on, with nothing pushed: 1 command for 203 refs (Buildbot's poller: 410)
@@ -100,9 +115,7 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
 
     @defer.inlineCallbacks
     def test_a_new_tag_is_fetched_and_is_one_change_at_its_commit(self):
-        yield self.poller.setState("lastRev", REFS)
-        self.poller._git_checked = True
-        self.repository_exists()
+        yield self.polled_before(REFS)
         yield self.poll(*self.fetch(REFS))
         now = dict(REFS, **{"refs/tags/v1.2.0": V3})
         yield self.poll(
@@ -111,16 +124,7 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
             ExpectMasterShell(["git", "log", "--ignore-missing", "--first-parent", "--format=%H", V3,
                                *sorted(f"^{rev}" for rev in [MAIN, V1, V2, f"{V3}^"]), "--"])
             .workdir(self.workdir).stdout(f"{V3}\n".encode()),
-            ExpectMasterShell(["git", "log", "--no-walk", "--format=%ct", V3, "--"])
-            .workdir(self.workdir).stdout(b"1764806400\n"),
-            ExpectMasterShell(["git", "log", "--no-walk", "--format=%aN <%aE>", V3, "--"])
-            .workdir(self.workdir).stdout(b"Rel Eng <rel@example.com>\n"),
-            ExpectMasterShell(["git", "log", "--no-walk", "--format=%cN <%cE>", V3, "--"])
-            .workdir(self.workdir).stdout(b"Rel Eng <rel@example.com>\n"),
-            ExpectMasterShell(["git", "log", "--name-only", "--no-walk", "--format=%n", "-m", "--first-parent",
-                               V3, "--"]).workdir(self.workdir).stdout(b"\nCHANGELOG\n"),
-            ExpectMasterShell(["git", "log", "--no-walk", "--format=%s%n%b", V3, "--"])
-            .workdir(self.workdir).stdout(b"release 1.2.0\n"))
+            *self.commit_details(V3, b"Rel Eng <rel@example.com>", b"CHANGELOG", b"release 1.2.0"))
         [change] = self.master.data.updates.changesAdded
         self.assertEqual((change["branch"], change["revision"]), ("refs/tags/v1.2.0", V3))
         self.assertEqual((yield self.poller.getState("lastRev")), now)
@@ -128,9 +132,7 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
     @defer.inlineCallbacks
     def test_a_moved_ref_is_fetched(self):
         """A branch that moved (or a tag moved by force): ls-remote differs, so it is fetched."""
-        yield self.poller.setState("lastRev", REFS)
-        self.poller._git_checked = True
-        self.repository_exists()
+        yield self.polled_before(REFS)
         yield self.poll(*self.fetch(REFS))
         moved = dict(REFS, **{"refs/heads/main": V3})
         yield self.poll(
@@ -138,20 +140,13 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
             ExpectMasterShell(["git", "log", "--ignore-missing", "--first-parent", "--format=%H", V3,
                                *sorted(f"^{rev}" for rev in [MAIN, V1, V2]), "--"])
             .workdir(self.workdir).stdout(b""),
-            *[ExpectMasterShell(["git", "log", *opts, V3, "--"]).workdir(self.workdir).stdout(out)
-              for opts, out in ((["--no-walk", "--format=%ct"], b"1764806400\n"),
-                                (["--no-walk", "--format=%aN <%aE>"], b"Dev <dev@example.com>\n"),
-                                (["--no-walk", "--format=%cN <%cE>"], b"Dev <dev@example.com>\n"),
-                                (["--name-only", "--no-walk", "--format=%n", "-m", "--first-parent"], b"\n"),
-                                (["--no-walk", "--format=%s%n%b"], b"work\n"))])
+            *self.commit_details(V3, b"Dev <dev@example.com>", b"", b"work"))
         [change] = self.master.data.updates.changesAdded
         self.assertEqual((change["branch"], change["revision"]), ("main", V3))          # Buildbot names a branch without refs/heads/
 
     @defer.inlineCallbacks
     def test_a_repository_that_went_away_is_made_and_fetched_again(self):
-        self.poller._git_checked = True
-        self.repository_exists()
-        yield self.poller.setState("lastRev", REFS)
+        yield self.polled_before(REFS)
         yield self.poll(*self.fetch(REFS))
         os.remove(os.path.join(self.workdir, "HEAD"))
         yield self.poll(ExpectMasterShell(["git", "init", "--bare", self.workdir]), *self.fetch(REFS))
@@ -159,9 +154,7 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
     @defer.inlineCallbacks
     def test_a_ref_the_listing_lacks_is_read_as_before(self):
         """If for-each-ref does not list a fetched ref, the stock rev-parse still reads it."""
-        yield self.poller.setState("lastRev", REFS)
-        self.poller._git_checked = True
-        self.repository_exists()
+        yield self.polled_before(REFS)
         ls, fetch, listing = self.fetch(REFS)
         listing.stdout(for_each_ref({"refs/heads/main": MAIN, "refs/tags/v1.0.0": V1}))
         yield self.poll(
