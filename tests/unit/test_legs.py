@@ -6,15 +6,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from buildbot.process.properties import Interpolate, Properties, Property
-from buildbot.process.results import FAILURE, SUCCESS
 from buildbot.steps.shell import ShellCommand
 from buildbot.steps.source.git import Git
 from buildbot.steps.transfer import FileDownload, FileUpload
-from buildbot.test import fakedb
-from buildbot.test.reactor import TestReactorMixin
-from buildbot.test.steps import TestBuildStepMixin
-from twisted.internet import defer
-from twisted.trial import unittest
 
 from matrixgate import attempts, legs, props, workersteps
 from matrixgate.dryrun import DryRunPlan
