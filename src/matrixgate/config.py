@@ -30,7 +30,8 @@ def leg_workernames(leg, workerset: WorkerSet) -> list[str]:
     return [w.name for w in workerset.capable_of(leg)] + [routing.GATE_WORKER]
 
 
-def build_config(cfg: Settings, matrix: Matrix, workerset: WorkerSet) -> dict:
+def build_config(cfg: Settings, matrix: Matrix, workerset: WorkerSet, probing=None) -> dict:
+    """``probing``: the master host's probe, running (None: none runs, as under checkconfig)."""
     for warning in loader.legs_without_workers(matrix, workerset):
         # Shown by `buildbot checkconfig` and in twistd.log at start, like Buildbot's own.
         warnings.warn(f"WARNING: {warning}", ConfigWarning, stacklevel=1)
@@ -47,7 +48,7 @@ def build_config(cfg: Settings, matrix: Matrix, workerset: WorkerSet) -> dict:
         "buildbotNetUsageData": None,
         "db": {"db_url": cfg.db_url, "engine_kwargs": {"pool_pre_ping": True}},
         "protocols": {"pb": {"port": f"tcp:{cfg.worker_port}:interface={cfg.worker_host}"}},
-        "workers": workers_mod.build_workers(workerset, cfg.parallel_gates),
+        "workers": workers_mod.build_workers(workerset, cfg.parallel_gates, probing=probing),
         "builders": builders,
         "schedulers": schedulers.build_schedulers(matrix, cfg),
         "change_source": schedulers.build_change_sources(cfg),
@@ -111,11 +112,7 @@ def _load(basedir: str | Path, env) -> dict:
     log.msg(f"matrixgate: database {cfg.db_display}" + (f" (SQLite synchronous={sync})" if sync else ""))
     probing = None
     if os.environ.get("MATRIXGATE_SKIP_LOCAL_PROBE") != "1" and not only_checking():
-        # in a thread while the config is built (the probe mostly waits for QEMU to answer);
-        # its info files are written before the config is handed to Buildbot
+        # in a thread while the master starts (the probe mostly waits for QEMU to answer);
+        # the local workers wait for its info files before they attach
         probing = workers_mod.BackgroundProbe(cfg.basedir, workerset)
-    try:
-        return build_config(cfg, matrix, workerset)
-    finally:
-        if probing is not None:
-            probing.wait()
+    return build_config(cfg, matrix, workerset, probing)

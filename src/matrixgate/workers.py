@@ -14,6 +14,7 @@ from pathlib import Path
 from buildbot.process.properties import Secret
 from buildbot.worker import Worker
 from buildbot.worker.local import LocalWorker
+from twisted.internet import defer, threads
 from twisted.python import log
 
 from .model import WorkerSet
@@ -25,14 +26,17 @@ def worker_properties(spec) -> dict:
     return {"declared_capabilities": sorted(spec.capabilities)}
 
 
-def build_workers(workers: WorkerSet, parallel_gates: int = 1) -> list:
+def build_workers(workers: WorkerSet, parallel_gates: int = 1,
+                  probing: "BackgroundProbe | None" = None) -> list:
+    """``probing``: the master host's probe, running; the declared local workers start once
+    it has written their ``info/`` files."""
     built = [LocalWorker(GATE_WORKER, max_builds=None)]
     # one more in-master worker per gate that may run at the same time (release-gate only)
     built += [LocalWorker(name, max_builds=1) for name in gate_worker_names(parallel_gates)[1:]]
     for spec in workers.workers:
         if spec.local:
-            built.append(LocalWorker(
-                spec.name, max_builds=spec.max_builds, properties=worker_properties(spec)))
+            built.append(ProbedLocalWorker(
+                spec.name, max_builds=spec.max_builds, properties=worker_properties(spec), probing=probing))
         else:
             built.append(Worker(
                 spec.name, Secret(spec.password_secret), max_builds=spec.max_builds,
@@ -65,9 +69,10 @@ def probe_local_workers(basedir: Path, workers: WorkerSet, probe=None) -> dict[s
 
 
 class BackgroundProbe:
-    """:func:`probe_local_workers` in a thread, so that it overlaps building the config: the
+    """:func:`probe_local_workers` in a thread, so that it overlaps the master's start-up: the
     probe mostly waits for ``qemu-system-x86_64 --version`` and ``qemu-img --version``
-    (20-50 ms).  :meth:`wait` returns its reports, or raises what it raised."""
+    (20-50 ms).  :meth:`wait` returns its reports, or raises what it raised;
+    :meth:`when_done` is the same as a Deferred."""
 
     def __init__(self, basedir: Path, workers: WorkerSet, probe=None):
         self.reports: dict[str, dict] | None = None
@@ -87,3 +92,24 @@ class BackgroundProbe:
         if self.error is not None:
             raise self.error
         return self.reports
+
+    def when_done(self, reactor) -> defer.Deferred:
+        if not self._thread.is_alive():
+            return defer.maybeDeferred(self.wait)
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), self.wait)
+
+
+class ProbedLocalWorker(LocalWorker):
+    """A declared local worker whose bot starts once the probe has written its ``info/``
+    file: the bot reads that file when it attaches, and routing reads what it found.
+    Waiting here rather than in the config lets the probe overlap the master's start-up
+    (database, builders, schedulers, web) instead of delaying it."""
+
+    def checkConfig(self, name, probing=None, **kwargs):
+        super().checkConfig(name, **kwargs)
+
+    @defer.inlineCallbacks
+    def reconfigService(self, name, probing=None, **kwargs):
+        if probing is not None:
+            yield probing.when_done(self.master.reactor)
+        yield super().reconfigService(name, **kwargs)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from buildbot.process.properties import Secret
 from buildbot.worker import Worker
 from buildbot.worker.local import LocalWorker
+from twisted.internet import defer
+from twisted.python.threadpool import ThreadPool
 
 from matrixgate import capabilities, loader, workers
 from matrixgate.props import INFO_KEY
@@ -19,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_local_workers_and_the_gate_worker():
     built = workers.build_workers(loader.load_workers(REPO / "workers" / "workers.yaml"))
     assert [(type(w), w.name) for w in built] == [
-        (LocalWorker, "gate"), (LocalWorker, "local-kvm"), (LocalWorker, "local-basic")]
+        (LocalWorker, "gate"), (workers.ProbedLocalWorker, "local-kvm"), (workers.ProbedLocalWorker, "local-basic")]
     assert built[0]._config_kwargs == {"max_builds": None}       # orchestration never waits for a slot
     assert built[1]._config_kwargs["properties"] == {"declared_capabilities": ["kvm", "nested_virt", "qemu"]}
     assert built[1]._config_kwargs["max_builds"] == 2
@@ -75,3 +79,63 @@ def test_background_probe_hands_its_error_to_wait(tmp_path):
     probing = workers.BackgroundProbe(tmp_path, spec, probe=lambda: {"capabilities": []})
     with pytest.raises(OSError):
         probing.wait()
+
+
+class ThreadedReactor:
+    """Just what ``when_done`` uses of a reactor: a thread pool, and results handed back
+    (here in the pool's thread; the test waits for them with an Event)."""
+
+    def __init__(self):
+        self.pool = ThreadPool(1, 1)
+        self.pool.start()
+
+    def getThreadPool(self):
+        return self.pool
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
+def fired(d: defer.Deferred, timeout: float = 10) -> list:
+    done = threading.Event()
+    got = []
+    d.addBoth(lambda r: (got.append(r), done.set()))
+    assert done.wait(timeout), "the Deferred never fired"
+    return got
+
+
+def test_when_done_fires_once_the_probe_has_written_its_files(tmp_path):
+    release = threading.Event()
+    report = {"capabilities": ["kvm"]}
+    spec = loader.load_workers(REPO / "workers" / "workers.yaml")
+    probing = workers.BackgroundProbe(tmp_path, spec, probe=lambda: release.wait(10) and report)
+    reactor = ThreadedReactor()
+    try:
+        d = probing.when_done(reactor)
+        assert not d.called                                     # still probing
+        release.set()
+        assert fired(d) == [{"local-kvm": report, "local-basic": report}]
+        assert (tmp_path / "workers" / "local-kvm" / "info" / INFO_KEY).exists()
+        assert probing.when_done(reactor).result == {"local-kvm": report, "local-basic": report}  # done: at once
+    finally:
+        reactor.pool.stop()
+
+
+def test_a_declared_local_worker_starts_its_bot_only_after_the_probe(tmp_path, monkeypatch):
+    release = threading.Event()
+    spec = loader.load_workers(REPO / "workers" / "workers.yaml")
+    probing = workers.BackgroundProbe(tmp_path, spec, probe=lambda: release.wait(10) and {"capabilities": []})
+    started = []       # LocalWorker.reconfigService creates and starts the bot: record when it runs
+    monkeypatch.setattr(LocalWorker, "reconfigService",
+                        lambda self, name, **kwargs: started.append((name, probing.reports)) or defer.succeed(None))
+    reactor = ThreadedReactor()
+    try:
+        [kvm] = [w for w in workers.build_workers(spec, probing=probing) if w.name == "local-kvm"]
+        kvm.parent = SimpleNamespace(master=SimpleNamespace(reactor=reactor))
+        d = kvm.reconfigService(*kvm._config_args, **kvm._config_kwargs)
+        assert started == []
+        release.set()
+        fired(d)
+        assert started == [("local-kvm", {"local-kvm": {"capabilities": []}, "local-basic": {"capabilities": []}})]
+    finally:
+        reactor.pool.stop()
