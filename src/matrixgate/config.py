@@ -48,7 +48,7 @@ def build_config(cfg: Settings, matrix: Matrix, workerset: WorkerSet, probing=No
         "buildbotNetUsageData": None,
         "db": {"db_url": cfg.db_url, "engine_kwargs": {"pool_pre_ping": True}},
         "protocols": {"pb": {"port": f"tcp:{cfg.worker_port}:interface={cfg.worker_host}"}},
-        "workers": workers_mod.build_workers(workerset, cfg.parallel_gates, probing=probing),
+        "workers": workers_mod.build_workers(workerset, cfg.parallel_gates, cfg.gate_slot_idle, probing),
         "builders": builders,
         "schedulers": schedulers.build_schedulers(matrix, cfg),
         "change_source": schedulers.build_change_sources(cfg),

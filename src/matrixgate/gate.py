@@ -22,7 +22,7 @@ from buildbot.reporters.utils import getURLForBuild, getURLForBuildrequest
 from twisted.internet import defer
 from twisted.python import log
 
-from . import gitops, props, tally
+from . import gateslots, gitops, props, tally
 from .model import Matrix
 from .routing import gate_worker_names
 from .settings import Settings
@@ -471,6 +471,6 @@ def gate_builder(matrix: Matrix, settings: Settings, evidence=None) -> BuilderCo
     return BuilderConfig(
         name=GATE_BUILDER, workernames=gate_worker_names(settings.parallel_gates),
         factory=gate_factory(matrix, settings, evidence),
-        tags=["gate"], collapseRequests=False,
+        tags=["gate"], collapseRequests=False, nextWorker=gateslots.prefer_attached,
         description=f"Release gate for tags matching {matrix.release.tags}: every leg ({legs}) at the tag's commit",
     )

@@ -50,9 +50,12 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not raw:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r}: not a number of seconds") from None
+    if not value >= 0:      # also refuses nan
+        raise SettingsError(f"{name}={raw!r}: must be 0 or more seconds")
+    return value
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -91,6 +94,8 @@ class Settings:
     wait_check_interval: float = 15.0
     #: Gates that may run at the same time (each holds an in-master worker, no leg worker).
     parallel_gates: int = 8
+    #: Seconds an extra gate worker (``gate_2`` …) stays attached without a gate to run.
+    gate_slot_idle: float = 300.0
     #: SQLite's ``synchronous`` pragma: "normal" (WAL commits without an fsync each; see
     #: ``dbtuning``) or "full" (SQLite's default).
     sqlite_synchronous: str = "normal"
@@ -134,5 +139,6 @@ def from_env(basedir: str | Path, env: Mapping[str, str] | None = None) -> Setti
         wait_for_worker_override=_seconds(env, "GATE_WAIT_FOR_WORKER", 0.0),
         wait_check_interval=_seconds(env, "GATE_WAIT_CHECK_INTERVAL", 15.0),
         parallel_gates=_count(env, "GATE_PARALLEL_GATES", 8),
+        gate_slot_idle=_seconds(env, "GATE_SLOT_IDLE", 300.0),
         sqlite_synchronous=_choice(env, "GATE_SQLITE_SYNCHRONOUS", ("normal", "full"), "normal"),
     )

@@ -17,6 +17,7 @@ from buildbot.worker.local import LocalWorker
 from twisted.internet import defer, threads
 from twisted.python import log
 
+from . import gateslots
 from .model import WorkerSet
 from .props import INFO_KEY
 from .routing import GATE_WORKER, gate_worker_names
@@ -26,13 +27,14 @@ def worker_properties(spec) -> dict:
     return {"declared_capabilities": sorted(spec.capabilities)}
 
 
-def build_workers(workers: WorkerSet, parallel_gates: int = 1,
+def build_workers(workers: WorkerSet, parallel_gates: int = 1, slot_idle: float = 300,
                   probing: "BackgroundProbe | None" = None) -> list:
     """``probing``: the master host's probe, running; the declared local workers start once
     it has written their ``info/`` files."""
     built = [LocalWorker(GATE_WORKER, max_builds=None)]
-    # one more in-master worker per gate that may run at the same time (release-gate only)
-    built += [LocalWorker(name, max_builds=1) for name in gate_worker_names(parallel_gates)[1:]]
+    # one more in-master worker per gate that may run at the same time (release-gate only),
+    # attached only while gates overlap
+    built += gateslots.slot_workers(gate_worker_names(parallel_gates), slot_idle)
     for spec in workers.workers:
         if spec.local:
             built.append(ProbedLocalWorker(

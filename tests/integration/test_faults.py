@@ -240,6 +240,57 @@ def test_burst_of_tags_gets_one_gate_per_tag_at_its_own_revision(make_master, re
            f"started; {len(publishes)} publishes, one at a time")
 
 
+# --- gates side by side: the extra gate workers attach only while gates overlap --------------
+
+def gate_workers_connected(master) -> dict[str, bool]:
+    return {w["name"]: bool(w["connected_to"]) for w in master.get("workers") if w["name"].startswith("gate")}
+
+
+def push_tags(repo, tags: list[str]) -> None:
+    """Tags on new commits, pushed together (the poller sees them in one poll)."""
+    for tag in tags:
+        git("commit", "-q", "--allow-empty", "-m", f"release {tag}", cwd=repo.work)
+        git("tag", tag, cwd=repo.work)
+    git("push", "-q", "origin", *[f"refs/tags/{t}" for t in tags], cwd=repo.work)
+
+
+def gates_done(master, tags: list[str]) -> list[dict]:
+    gates = [wait_gate(master, tag, timeout=120)[0] for tag in tags]
+    assert [result_name(g) for g in gates] == ["success"] * len(tags), [g["state_string"] for g in gates]
+    return gates
+
+
+def test_extra_gate_workers_attach_only_while_gates_overlap(make_master, repo, tmp_path):
+    matrix = matrix_file(tmp_path, leg_yaml("alpha-beta", "sleep 2"))
+    master = make_master(matrix=matrix, env={"GATE_PARALLEL_GATES": "3", "GATE_SLOT_IDLE": "2"})
+    # started: only `gate` is attached; gate_2 and gate_3 are configured and wait for work
+    assert gate_workers_connected(master) == {"gate": True, "gate_2": False, "gate_3": False}
+    configured = {w["name"] for w in master.get(f"builders/{master.builder_id('release-gate')}/workers")}
+    assert configured == {"gate", "gate_2", "gate_3"}
+
+    push_tags(repo, ["v5.1.0", "v5.2.0", "v5.3.0"])
+    gates = gates_done(master, ["v5.1.0", "v5.2.0", "v5.3.0"])
+    assert sorted(worker_name(master, g) for g in gates) == ["gate", "gate_2", "gate_3"]
+    assert max(g["started_at"] for g in gates) < min(g["complete_at"] for g in gates)   # side by side
+    # idle for GATE_SLOT_IDLE: the slots detach again, `gate` stays
+    master.wait_for(lambda: gate_workers_connected(master) == {"gate": True, "gate_2": False, "gate_3": False},
+                    30, "the extra gate workers to detach")
+
+    # one gate at a time runs on `gate`: it never waits for a slot to attach
+    push_tags(repo, ["v5.4.0"])
+    [gate] = gates_done(master, ["v5.4.0"])
+    assert worker_name(master, gate) == "gate"
+    assert gate_workers_connected(master)["gate_2"] is False
+
+    # and when gates overlap again, the lowest slot attaches again
+    push_tags(repo, ["v5.5.0", "v5.6.0"])
+    gates = gates_done(master, ["v5.5.0", "v5.6.0"])
+    assert sorted(worker_name(master, g) for g in gates) == ["gate", "gate_2"]
+    for leg in master.builds("alpha-beta"):
+        assert result_name(leg) == "success"
+    assert len(master.builds("alpha-beta")) == 6
+
+
 # --- hostile webhook payloads -------------------------------------------------------------------
 
 def github_headers(body: bytes, secret: str = GITHUB_SECRET) -> dict:

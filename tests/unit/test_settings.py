@@ -87,6 +87,8 @@ def test_blank_values_mean_default(tmp_path):
     ("BUILDBOT_WORKER_PORT", "-1", "BUILDBOT_WORKER_PORT='-1': port out of range 1-65535"),
     ("BUILDBOT_WORKER_PORT", "99.5", "BUILDBOT_WORKER_PORT='99.5': not a port number"),
     ("GATE_POLL_INTERVAL", "1m", "GATE_POLL_INTERVAL='1m': not a number of seconds"),
+    ("GATE_SLOT_IDLE", "-1", "GATE_SLOT_IDLE='-1': must be 0 or more seconds"),
+    ("GATE_WAIT_FOR_WORKER", "nan", "GATE_WAIT_FOR_WORKER='nan': must be 0 or more seconds"),
     ("GATE_SQLITE_SYNCHRONOUS", "off", "GATE_SQLITE_SYNCHRONOUS='off': expected one of normal, full"),
 ])
 def test_bad_values(tmp_path, name, value, message):
