@@ -17,7 +17,7 @@ from buildbot.config.errors import ConfigErrors
 from buildbot.warnings import ConfigWarning
 from twisted.python import log
 
-from . import dashboard, dbtuning, gate, legs, loader, publish, routing, schedulers, secrets, settings as settings_mod
+from . import bbfixes, dashboard, dbtuning, gate, legs, loader, publish, routing, schedulers, secrets, settings as settings_mod
 from . import web, workers as workers_mod
 from .evidence_step import EvidenceWriter
 from .model import Matrix, WorkerSet
@@ -110,6 +110,8 @@ def _load(basedir: str | Path, env) -> dict:
     cfg.evidence_dir.mkdir(parents=True, exist_ok=True)
     sync = dbtuning.configure(cfg.db_url, cfg.sqlite_synchronous)
     log.msg(f"matrixgate: database {cfg.db_display}" + (f" (SQLite synchronous={sync})" if sync else ""))
+    if not only_checking():
+        bbfixes.apply()
     probing = None
     if os.environ.get("MATRIXGATE_SKIP_LOCAL_PROBE") != "1" and not only_checking():
         # in a thread while the master starts (the probe mostly waits for QEMU to answer);

@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import json
 import socket
+import struct
+import threading
 import time
 from pathlib import Path
 
@@ -351,6 +353,42 @@ def raw_truncated_post(master, dialect: str, body: bytes, headers: dict, send: i
             return sock.recv(4096)
         except (socket.timeout, ConnectionError):
             return b""
+
+
+RUDE_CLIENTS = 2000      # without the fix, 400 to 1200 of them broke the master here
+
+
+def request_and_hang_up(port: int, path: str, pause: float) -> None:
+    """Send a REST request and reset the connection while the answer is being written."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        time.sleep(pause)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # RST, not FIN
+
+
+def test_clients_that_hang_up_mid_answer_do_not_stop_the_master_accepting_connections(make_master, repo):
+    """Buildbot 4.3 writes REST answers from a thread; a client hanging up meanwhile left the
+    reactor unable to accept any connection (web or worker) until a restart (bbfixes)."""
+    master = make_master()
+    path = "/api/v2/forceschedulers"                      # a few kB of JSON: written in many chunks
+    pending: list[threading.Thread] = []
+    for i in range(RUDE_CLIENTS):
+        client = threading.Thread(target=request_and_hang_up, args=(master.web_port, path, (i % 20) * 0.0005))
+        client.start()
+        pending.append(client)
+        if len(pending) == 8:
+            for client in pending:
+                client.join()
+            pending = []
+    for client in pending:
+        client.join()
+    # still serving: the REST API answers, and a tag still gets its gate (poller, workers, builds)
+    assert [b["name"] for b in master.get("builders")]
+    log = (master.dir / "twistd.log").read_text(errors="replace")
+    assert "FileNotFoundError" not in log and "has no attribute 'write'" not in log
+    repo.tag("v6.0.0")
+    [gate] = wait_gate(master, "v6.0.0", timeout=180)
+    assert result_name(gate) == "success", gate["state_string"]
 
 
 def test_malformed_truncated_and_oversized_webhooks_are_refused(make_master, repo):
