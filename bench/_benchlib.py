@@ -617,6 +617,11 @@ import json, os
 from buildbot.plugins import changes, schedulers, steps, util, worker
 
 spec = json.load(open(os.path.join(basedir, "bench.json")))
+if spec.get("rest_fix"):  # Buildbot 4.3's REST-from-a-thread bug can stop the master accepting
+    import sys              # connections (src/matrixgate/bbfixes.py): a crash, not a speed figure
+    sys.path.insert(0, spec["src_dir"])
+    from matrixgate import bbfixes
+    bbfixes.apply()
 if spec.get("trace_file"):  # benchmarks only: count database round trips (bench/_trace.py)
     import sys
     sys.path.insert(0, spec["bench_dir"])
@@ -669,7 +674,7 @@ class PlainMaster(MasterBase):
     def __init__(self, root: Path, repo: BenchRepo | None, legs: list[str], command: str, workers: list[str], *,
                  local: bool = True, max_builds: int = 1, checkout: bool = True,
                  plugins=("waterfall_view", "console_view", "grid_view"), count_db: bool = False,
-                 force_per_leg: bool = False, poll_interval: int = 0):
+                 force_per_leg: bool = False, poll_interval: int = 0, rest_fix: bool = False):
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.dir = root / "master"
@@ -687,7 +692,7 @@ class PlainMaster(MasterBase):
             "max_builds": max_builds, "workers": workers, "legs": legs, "command": command,
             "repo": repo.url if repo else "", "checkout": bool(checkout and repo), "plugins": list(plugins),
             "trace_file": str(root / "trace.jsonl") if count_db else "", "force_per_leg": force_per_leg,
-            "poll_interval": poll_interval,
+            "poll_interval": poll_interval, "rest_fix": rest_fix, "src_dir": str(ROOT / "src"),
             "bench_dir": str(Path(__file__).resolve().parent)}))
         self.trace_file = root / "trace.jsonl" if count_db else None
         self.repo_url = repo.url if repo else ""
