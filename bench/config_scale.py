@@ -5,10 +5,14 @@ For each size, a generated matrix (legs ``leg-001``..., command ``true``) on 2 l
 workers, side by side:
 
 * Matrix Gate: this repository's ``master.cfg`` with the generated matrix and workers YAML
-  (its defaults otherwise: GitPoller every 60 s, the local-worker probe, the dashboard);
+  (its defaults otherwise: the local-worker probe, the dashboard, 8 gate slots);
 * plain Buildbot: a minimal ``master.cfg`` with the same number of leg builders (checkout +
   command), one Triggerable per leg, a gate builder whose ``Trigger`` step names them all,
   and the same web UI plugins (waterfall, console, grid).
+
+Both poll the repository every ``--poll`` seconds (default 60, Matrix Gate's default),
+polling at launch: Matrix Gate with its ``TagPoller``, plain Buildbot with its
+``GitPoller`` set up the same way.  ``--poll 0``: neither polls (hooks only).
 
 Figures per kind and size, each the median of ``--reps`` runs:
 
@@ -76,6 +80,8 @@ def main() -> int:
                         help="also plain Buildbot with one ForceScheduler per leg, as Matrix Gate had before force-leg")
     parser.add_argument("--no-compile", action="store_true",
                         help="do not byte-compile Matrix Gate's package first (see above)")
+    parser.add_argument("--poll", type=int, default=60,
+                        help="both masters poll the repository every N s, at launch too (0: neither)")
     parser.add_argument("--trace", action="store_true",
                         help="also start Matrix Gate once per size with bench/_trace.py: config-time breakdown")
     args = parser.parse_args()
@@ -83,6 +89,7 @@ def main() -> int:
         args.reps = 2
     sizes = [int(x) for x in args.sizes.split(",")]
     print(f"config_scale: {bl.machine()}")
+    print(f"repository polled every {args.poll} s by both masters" if args.poll else "no poller (hooks only)")
     bytecode = "not compiled first (--no-compile)" if args.no_compile else "compiled first (compileall)"
     print(f"Matrix Gate's bytecode: {bytecode}; PYTHONDONTWRITEBYTECODE="
           f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}")
@@ -96,17 +103,17 @@ def main() -> int:
             repo = bl.BenchRepo(root, f"repo-{size}")
             masters = [
                 bl.MatrixGate(root / f"mg-{size}", repo, legs, "true", workers, max_builds=1,
-                              env={"GATE_POLL_INTERVAL": "60"}, compile=not args.no_compile),
-                bl.PlainMaster(root / f"plain-{size}", repo, legs, "true", workers),
+                              env={"GATE_POLL_INTERVAL": str(args.poll)}, compile=not args.no_compile),
+                bl.PlainMaster(root / f"plain-{size}", repo, legs, "true", workers, poll_interval=args.poll),
             ]
             if args.plain_force:
                 masters.append(bl.PlainMaster(root / f"plainf-{size}", repo, legs, "true", workers,
-                                              force_per_leg=True))
+                                              force_per_leg=True, poll_interval=args.poll))
             for kind, figures in measure(masters, args.reps, args.idle).items():
                 results[(kind, size)] = figures
             if args.trace:
                 tm = bl.MatrixGate(root / f"mg-trace-{size}", repo, legs, "true", workers,
-                                   env={"GATE_POLL_INTERVAL": "60"}, trace=True)
+                                   env={"GATE_POLL_INTERVAL": str(args.poll)}, trace=True)
                 tm.start()
                 tm.stop()
                 traces[size] = tm.trace()
