@@ -17,7 +17,6 @@ Buildbot method's own checks stay: work stops once the client has gone.
 
 from __future__ import annotations
 
-from twisted.internet import threads
 from twisted.python import log
 
 #: The Buildbot version these fixes were written against (pyproject.toml pins it).  On
@@ -28,10 +27,15 @@ FIXED_IN_VERSION = "4.3.0"
 CHECK_EVERY = 256
 
 
-def _in_reactor(f, *args):
-    """Runs ``f(*args)`` in the reactor thread and waits for it (replaced in tests)."""
+def _in_reactor(f, *args) -> None:
+    """Hands ``f(*args)`` to the reactor thread (replaced in tests).
+
+    It runs there before Buildbot's ``deferToThread`` delivers this thread's result, and so
+    before Buildbot finishes the request: both go through ``callFromThread``, whose queue
+    is first in, first out.  Not waiting for it matters at shutdown, when the reactor
+    joins its pool's threads and would never run a call one of them waited for."""
     from twisted.internet import reactor
-    return threads.blockingCallFromThread(reactor, f, *args)
+    reactor.callFromThread(f, *args)
 
 
 def write_json_data(request, encoder, data) -> None:
