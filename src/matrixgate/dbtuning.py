@@ -21,8 +21,8 @@ once): ``sync_to_disk`` after it flushes everything committed so far to disk.
 database call (SQLAlchemy's ``NullPool``) and closes it after.  When the last connection
 to a WAL database closes, SQLite checkpoints the log into the database file, fsyncs, and
 deletes the ``-wal`` and ``-shm`` files; the next call creates them again.  So with nothing
-else holding the database open, every call paid for a checkpoint: 1.06 ms per call against
-0.15 ms with the log kept open (``bench/sqlite_calls.py``).  One idle connection per
+else holding the database open, every call paid for a checkpoint: 1.39 ms per call against
+0.22 ms with the log kept open (``bench/sqlite_calls.py``, ``synchronous=NORMAL``).  One idle connection per
 database file (:func:`_keep_wal`) keeps the log open for the life of the process; SQLite
 then checkpoints every 1000 pages, as designed.  It never holds a transaction, so it never
 blocks a writer or a checkpoint, and it is closed at exit, which checkpoints the log into

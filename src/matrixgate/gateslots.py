@@ -56,11 +56,6 @@ class GateSlotWorker(AbstractLatentWorker):
         if bot is not None:
             yield bot.disownServiceParent()
 
-    def check_instance(self):
-        # between start_instance() and the attach there is nothing to crash: the bot is in
-        # this process, and it attaches while start_instance() runs
-        return (True, "")
-
 
 def slot_workers(names: list[str], idle: float) -> list[GateSlotWorker]:
     return [GateSlotWorker(name, idle=idle, max_builds=1) for name in names if is_gate_slot(name)]
