@@ -183,6 +183,16 @@ def test_clean_restart_mid_gate_keeps_the_result_and_a_rerun_reuses_the_legs(mak
 
 # --- a burst of tags ----------------------------------------------------------------------------
 
+def tag_new_commits(repo, tags: list[str]) -> dict[str, str]:
+    """Each tag on a new (empty) commit of its own, not pushed yet: tag -> commit."""
+    commits = {}
+    for tag in tags:
+        git("commit", "-q", "--allow-empty", "-m", f"release {tag}", cwd=repo.work)
+        git("tag", tag, cwd=repo.work)
+        commits[tag] = git("rev-parse", "HEAD", cwd=repo.work)
+    return commits
+
+
 BURST = 20
 
 
@@ -190,12 +200,7 @@ def test_burst_of_tags_gets_one_gate_per_tag_at_its_own_revision(make_master, re
     command = "git rev-parse HEAD"
     matrix = matrix_file(tmp_path, leg_yaml("alpha-beta", command) + leg_yaml("beta-gamma", command))
     master = make_master(matrix=matrix)
-    commits = {}
-    for i in range(1, BURST + 1):
-        git("commit", "-q", "--allow-empty", "-m", f"burst {i}", cwd=repo.work)
-        tag = f"v3.{i}.0"
-        git("tag", tag, cwd=repo.work)
-        commits[tag] = git("rev-parse", "HEAD", cwd=repo.work)
+    commits = tag_new_commits(repo, [f"v3.{i}.0" for i in range(1, BURST + 1)])
     pushed = time.monotonic()
     # one push of the 20 tags alone: their commits reach the repository with them, on no
     # branch (the case where Buildbot's own GitPoller made one gate per new commit)
@@ -250,9 +255,7 @@ def gate_workers_connected(master) -> dict[str, bool]:
 
 def push_tags(repo, tags: list[str]) -> None:
     """Tags on new commits, pushed together (the poller sees them in one poll)."""
-    for tag in tags:
-        git("commit", "-q", "--allow-empty", "-m", f"release {tag}", cwd=repo.work)
-        git("tag", tag, cwd=repo.work)
+    tag_new_commits(repo, tags)
     git("push", "-q", "origin", *[f"refs/tags/{t}" for t in tags], cwd=repo.work)
 
 

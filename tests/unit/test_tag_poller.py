@@ -72,6 +72,12 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
                                    b"\n" + files + b"\n"),
                                   (["--no-walk", "--format=%s%n%b"], subject + b"\n"))]
 
+    def first_parent_log(self, tip: str, excluded: list[str], out: bytes):
+        """The poller's listing of the new commits on a moved or new ref."""
+        return (ExpectMasterShell(["git", "log", "--ignore-missing", "--first-parent", "--format=%H", tip,
+                                   *sorted(f"^{rev}" for rev in excluded), "--"])
+                .workdir(self.workdir).stdout(out))
+
     def polled_before(self, refs: dict):
         """A master restarted on a poller that had seen ``refs``: its state and repository
         are there, git is known; this process has not fetched yet."""
@@ -121,9 +127,7 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
         yield self.poll(
             *self.fetch(now),
             # only the new tag is looked at; its parent bounds the log to the tagged commit
-            ExpectMasterShell(["git", "log", "--ignore-missing", "--first-parent", "--format=%H", V3,
-                               *sorted(f"^{rev}" for rev in [MAIN, V1, V2, f"{V3}^"]), "--"])
-            .workdir(self.workdir).stdout(f"{V3}\n".encode()),
+            self.first_parent_log(V3, [MAIN, V1, V2, f"{V3}^"], f"{V3}\n".encode()),
             *self.commit_details(V3, b"Rel Eng <rel@example.com>", b"CHANGELOG", b"release 1.2.0"))
         [change] = self.master.data.updates.changesAdded
         self.assertEqual((change["branch"], change["revision"]), ("refs/tags/v1.2.0", V3))
@@ -137,9 +141,7 @@ class TagPollerCommandsTest(MasterRunProcessMixin, changesource.ChangeSourceMixi
         moved = dict(REFS, **{"refs/heads/main": V3})
         yield self.poll(
             *self.fetch(moved),
-            ExpectMasterShell(["git", "log", "--ignore-missing", "--first-parent", "--format=%H", V3,
-                               *sorted(f"^{rev}" for rev in [MAIN, V1, V2]), "--"])
-            .workdir(self.workdir).stdout(b""),
+            self.first_parent_log(V3, [MAIN, V1, V2], b""),
             *self.commit_details(V3, b"Dev <dev@example.com>", b"", b"work"))
         [change] = self.master.data.updates.changesAdded
         self.assertEqual((change["branch"], change["revision"]), ("main", V3))          # Buildbot names a branch without refs/heads/
